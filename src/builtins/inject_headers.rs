@@ -1,0 +1,136 @@
+//! `InjectHeaders`: add and remove request headers (request hooks) or response headers
+//! (Response hooks) from configuration.
+//!
+//! Config: `{"add": {"Header-Name": "value"}, "remove": ["Header-Name"]}`.
+//! On request hooks only `set_headers`/`delete_headers` are written (`headers` is the
+//! gateway's read-only copy); the gateway applies deletions first, so a header both removed
+//! and added ends up with the added value. On Response hooks `response.headers` is edited and,
+//! when the gateway sent `multivalue_headers`, those are kept consistent (matched
+//! case-insensitively); when it sent none, only `headers` is edited.
+
+use crate::proto::{Header, HookType, ResponseObject};
+use crate::{ConfigError, Context, Middleware, MiddlewareError, Setup};
+use std::collections::BTreeMap;
+
+/// Configuration of [`InjectHeaders`].
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InjectHeadersConfig {
+    /// Headers to set, by name.
+    pub add: BTreeMap<String, String>,
+    /// Header names to remove.
+    pub remove: Vec<String>,
+}
+
+/// The `InjectHeaders` middleware.
+pub struct InjectHeaders {
+    config: InjectHeadersConfig,
+}
+
+impl Middleware for InjectHeaders {
+    const NAME: &'static str = "InjectHeaders";
+    const HOOKS: &'static [HookType] = &[HookType::Pre, HookType::Post, HookType::PostKeyAuth, HookType::CustomKeyCheck, HookType::Response];
+    type Config = InjectHeadersConfig;
+
+    fn new(config: InjectHeadersConfig, _setup: &Setup<'_>) -> Result<Self, ConfigError> {
+        for name in config.add.keys().chain(&config.remove) {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err(ConfigError::new(format!("{name:?} is not a valid header name")));
+            }
+        }
+        if let Some((name, _)) = config.add.iter().find(|(_, v)| v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)) {
+            return Err(ConfigError::new(format!("the value of header {name:?} contains CR, LF or NUL")));
+        }
+        Ok(InjectHeaders { config })
+    }
+
+    fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError> {
+        if ctx.hook_type() == HookType::Response {
+            edit_response(ctx.response_mut(), &self.config);
+            return Ok(());
+        }
+        for name in &self.config.remove {
+            ctx.delete_header(name.as_str());
+        }
+        for (name, value) in &self.config.add {
+            ctx.set_header(name.as_str(), value.as_str());
+        }
+        Ok(())
+    }
+}
+
+/// RFC 9110 token characters.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn edit_response(resp: &mut ResponseObject, config: &InjectHeadersConfig) {
+    let had_multivalue = !resp.multivalue_headers.is_empty();
+    for name in &config.remove {
+        resp.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
+        resp.multivalue_headers.retain(|h| !h.key.eq_ignore_ascii_case(name));
+    }
+    for (name, value) in &config.add {
+        resp.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
+        resp.headers.insert(name.clone(), value.clone());
+        if had_multivalue {
+            resp.multivalue_headers.retain(|h| !h.key.eq_ignore_ascii_case(name));
+            resp.multivalue_headers.push(Header { key: name.clone(), values: vec![value.clone()] });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{MiniRequestObject, Object};
+    use crate::FakeHost;
+
+    fn instance(json: &str) -> Result<InjectHeaders, ConfigError> {
+        let host = FakeHost::new();
+        let config: InjectHeadersConfig = serde_json::from_str(json).map_err(|e| ConfigError::from_serde("InjectHeaders", &e))?;
+        InjectHeaders::new(config, &Setup { section: "InjectHeaders", host: &host })
+    }
+
+    #[test]
+    fn request_hooks_write_set_and_delete_headers_only() {
+        let mw = instance(r#"{"add": {"X-Added": "1"}, "remove": ["X-Gone"]}"#).unwrap();
+        let mut req = MiniRequestObject::default();
+        req.headers.insert("X-Gone".into(), "old".into());
+        let obj = Object { hook_type: HookType::Pre as i32, request: Some(req), ..Default::default() };
+        let host = FakeHost::new();
+        let mut ctx = Context::new(&obj, &host);
+        mw.handle(&mut ctx).unwrap();
+        let out = ctx.into_object();
+        let req = out.request.unwrap();
+        assert_eq!(req.set_headers["X-Added"], "1");
+        assert_eq!(req.delete_headers, vec!["X-Gone"]);
+        assert_eq!(req.headers["X-Gone"], "old", "headers is the gateway's read-only copy");
+    }
+
+    #[test]
+    fn response_hooks_keep_multivalue_consistent() {
+        let mw = instance(r#"{"add": {"X-Frame-Options": "DENY"}, "remove": ["server"]}"#).unwrap();
+        let mut resp = ResponseObject { status_code: 200, ..Default::default() };
+        resp.headers.insert("Server".into(), "nginx".into());
+        resp.headers.insert("x-frame-options".into(), "ALLOW".into());
+        resp.multivalue_headers.push(Header { key: "Server".into(), values: vec!["nginx".into()] });
+        resp.multivalue_headers.push(Header { key: "Set-Cookie".into(), values: vec!["a=1".into(), "b=2".into()] });
+        let obj = Object { hook_type: HookType::Response as i32, response: Some(resp), ..Default::default() };
+        let host = FakeHost::new();
+        let mut ctx = Context::new(&obj, &host);
+        mw.handle(&mut ctx).unwrap();
+        let resp = ctx.into_object().response.unwrap();
+        assert_eq!(resp.headers.len(), 1);
+        assert_eq!(resp.headers["X-Frame-Options"], "DENY");
+        let keys: Vec<_> = resp.multivalue_headers.iter().map(|h| h.key.as_str()).collect();
+        assert_eq!(keys, vec!["Set-Cookie", "X-Frame-Options"]);
+    }
+
+    #[test]
+    fn bad_config_is_refused() {
+        assert!(instance(r#"{"add": {"Bad Name": "1"}}"#).is_err());
+        assert!(instance(r#"{"add": {"X": "a\r\nInjected: 1"}}"#).is_err());
+        assert!(instance(r#"{"unknown": 1}"#).unwrap_err().0.contains("unknown field"));
+    }
+}

@@ -1,0 +1,22 @@
+//! The built-in middleware and event handlers, one file each.
+
+pub mod events;
+pub mod inject_headers;
+pub mod static_token;
+
+use crate::Registry;
+
+/// Register every built-in middleware and event handler.
+pub fn register(r: &mut Registry) {
+    r.middleware::<inject_headers::InjectHeaders>()
+        .middleware::<static_token::StaticTokenAuth>()
+        .event_handler::<events::LogEvent>()
+        .event_handler::<events::RelayEvent>();
+}
+
+/// A registry holding every built-in.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    register(&mut r);
+    r
+}

@@ -1,0 +1,470 @@
+//! What a middleware sees and does: a read view of the gateway's Object plus recorded edits.
+//!
+//! Reads always show the Object as the gateway sent it. Edits are recorded, not applied in
+//! place, so the runtime can answer an *additive* set of edits by copying the input bytes and
+//! appending the encoded edits (protobuf merges them), and take the full decode/re-encode path
+//! only for edits that remove or rewrite existing data. [`Context::object_mut`] gives the whole
+//! Object mutably when a middleware needs it (always the full path).
+
+use crate::host::{Host, LogLevel};
+use crate::proto::{HookType, MiniRequestObject, Object, ResponseObject, SessionState};
+use prost::Message;
+use std::collections::HashMap;
+
+/// One recorded change to the Object.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Edit {
+    SetHeader(String, String),
+    DeleteHeader(String),
+    AddParam(String, String),
+    DeleteParam(String),
+    SetUrl(String),
+    SetMethod(String),
+    Override { code: i32, error: String, body: String, headers: Vec<(String, String)> },
+    Session(Box<SessionState>),
+    Metadata(String, String),
+}
+
+impl Edit {
+    /// Apply to a decoded Object (the full path).
+    fn apply(self, obj: &mut Object) {
+        match self {
+            Edit::SetHeader(k, v) => {
+                request(obj).set_headers.insert(k, v);
+            }
+            Edit::DeleteHeader(k) => request(obj).delete_headers.push(k),
+            Edit::AddParam(k, v) => {
+                request(obj).add_params.insert(k, v);
+            }
+            Edit::DeleteParam(k) => request(obj).delete_params.push(k),
+            Edit::SetUrl(u) => request(obj).url = u,
+            Edit::SetMethod(m) => request(obj).method = m,
+            Edit::Override { code, error, body, headers } => {
+                let ro = request(obj).return_overrides.get_or_insert_with(Default::default);
+                ro.response_code = code;
+                ro.response_error = error;
+                ro.response_body = body;
+                ro.headers.extend(headers);
+            }
+            Edit::Session(s) => obj.session = Some(*s),
+            Edit::Metadata(k, v) => {
+                obj.metadata.insert(k, v);
+            }
+        }
+    }
+
+    /// Whether appending this edit's encoding to `original` gives the same Object as applying
+    /// it: true unless it must clear a value (proto3 does not encode defaults) or replace a
+    /// message that protobuf would merge into instead.
+    fn is_additive(&self, original: &Object) -> bool {
+        let req = original.request.as_ref();
+        match self {
+            Edit::SetHeader(..) | Edit::DeleteHeader(_) | Edit::AddParam(..) | Edit::DeleteParam(_) | Edit::Metadata(..) => true,
+            Edit::SetUrl(u) => !u.is_empty() || req.is_none_or(|r| r.url.is_empty()),
+            Edit::SetMethod(m) => !m.is_empty() || req.is_none_or(|r| r.method.is_empty()),
+            Edit::Override { code, error, body, .. } => {
+                let ro = req.and_then(|r| r.return_overrides.as_ref());
+                (*code != 0 || ro.is_none_or(|o| o.response_code == 0))
+                    && (!error.is_empty() || ro.is_none_or(|o| o.response_error.is_empty()))
+                    && (!body.is_empty() || ro.is_none_or(|o| o.response_body.is_empty()))
+            }
+            Edit::Session(_) => original.session.is_none(),
+        }
+    }
+}
+
+fn request(obj: &mut Object) -> &mut MiniRequestObject {
+    obj.request.get_or_insert_with(Default::default)
+}
+
+/// Encode `edits` as a delta Object whose encoding, appended to the original bytes, merges
+/// into the same result as applying them. Caller checked every edit is additive.
+fn encode_delta(edits: Vec<Edit>, out: &mut Vec<u8>) {
+    let mut delta = Object::default();
+    let mut touched_request = false;
+    for e in edits {
+        touched_request |= !matches!(e, Edit::Session(_) | Edit::Metadata(..));
+        e.apply(&mut delta);
+    }
+    if !touched_request {
+        delta.request = None;
+    }
+    delta.encode(out).expect("Vec grows as needed");
+}
+
+/// The API the current request belongs to, from the Object's `spec`.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiIdentity<'a> {
+    /// `spec["APIID"]`, or "" when the gateway did not send it.
+    pub api_id: &'a str,
+    /// `spec["OrgID"]`, or "".
+    pub org_id: &'a str,
+}
+
+/// The per-call context handed to a middleware: read access to the Object, the edit
+/// recorder, the API identity and the host callbacks.
+pub struct Context<'a> {
+    input: &'a Object,
+    hook_name: &'a str,
+    host: &'a dyn Host,
+    edits: Vec<Edit>,
+    working: Option<Box<Object>>,
+}
+
+impl<'a> Context<'a> {
+    /// A context over a decoded Object. The runtime builds these; tests may too.
+    pub fn new(input: &'a Object, host: &'a dyn Host) -> Self {
+        Context { input, hook_name: &input.hook_name, host, edits: Vec::new(), working: None }
+    }
+
+    // ---- Reads (the Object as the gateway sent it) ----
+
+    /// The hook type of this call.
+    pub fn hook_type(&self) -> HookType {
+        HookType::try_from(self.input.hook_type).unwrap_or(HookType::Unknown)
+    }
+
+    /// The hook name (`Name` or `Name:instance`).
+    pub fn hook_name(&self) -> &str {
+        self.hook_name
+    }
+
+    /// The API's identity (`spec["APIID"]`, `spec["OrgID"]`).
+    pub fn api(&self) -> ApiIdentity<'_> {
+        ApiIdentity { api_id: self.spec("APIID").unwrap_or(""), org_id: self.spec("OrgID").unwrap_or("") }
+    }
+
+    /// A value of the Object's `spec` map.
+    pub fn spec(&self, key: &str) -> Option<&str> {
+        self.input.spec.get(key).map(String::as_str)
+    }
+
+    /// The host callbacks (events, logging, store).
+    pub fn host(&self) -> &dyn Host {
+        self.host
+    }
+
+    /// Log through the host's `CoProcessLog`.
+    pub fn log(&self, level: LogLevel, message: &str) {
+        self.host.log(level, message)
+    }
+
+    fn req(&self) -> Option<&'a MiniRequestObject> {
+        self.input.request.as_ref()
+    }
+
+    /// A request header from `request.headers`, matched case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        let headers = &self.req()?.headers;
+        if let Some(v) = headers.get(name) {
+            return Some(v);
+        }
+        headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// All request headers as the gateway sent them (`request.headers`).
+    pub fn headers(&self) -> &'a HashMap<String, String> {
+        static EMPTY: std::sync::OnceLock<HashMap<String, String>> = std::sync::OnceLock::new();
+        self.req().map(|r| &r.headers).unwrap_or_else(|| EMPTY.get_or_init(HashMap::new))
+    }
+
+    /// A query parameter from `request.params`.
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        self.req()?.params.get(name).map(String::as_str)
+    }
+
+    /// The request method (`request.method`).
+    pub fn method(&self) -> &'a str {
+        self.req().map_or("", |r| r.method.as_str())
+    }
+
+    /// The URL going upstream, path and query (`request.url`).
+    pub fn url(&self) -> &'a str {
+        self.req().map_or("", |r| r.url.as_str())
+    }
+
+    /// The path and query as the client sent them (`request.request_uri`).
+    pub fn request_uri(&self) -> &'a str {
+        self.req().map_or("", |r| r.request_uri.as_str())
+    }
+
+    /// The scheme (`request.scheme`).
+    pub fn scheme(&self) -> &'a str {
+        self.req().map_or("", |r| r.scheme.as_str())
+    }
+
+    /// The request body (`request.raw_body`, or `request.body` when raw_body is empty).
+    pub fn body(&self) -> &'a [u8] {
+        match self.req() {
+            Some(r) if !r.raw_body.is_empty() => &r.raw_body,
+            Some(r) => r.body.as_bytes(),
+            None => &[],
+        }
+    }
+
+    /// The session (sent for PostKeyAuth, Post and Response hooks).
+    pub fn session(&self) -> Option<&'a SessionState> {
+        self.input.session.as_ref()
+    }
+
+    /// A value of the Object's `metadata` map.
+    pub fn metadata(&self, key: &str) -> Option<&'a str> {
+        self.input.metadata.get(key).map(String::as_str)
+    }
+
+    /// The upstream response (Response hooks only).
+    pub fn response(&self) -> Option<&'a ResponseObject> {
+        self.input.response.as_ref()
+    }
+
+    /// The whole Object as the gateway sent it.
+    pub fn object(&self) -> &'a Object {
+        self.input
+    }
+
+    // ---- Edits ----
+
+    fn record(&mut self, edit: Edit) {
+        match &mut self.working {
+            Some(obj) => edit.apply(obj),
+            None => self.edits.push(edit),
+        }
+    }
+
+    /// Set a request header going upstream (`request.set_headers`).
+    pub fn set_header(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.record(Edit::SetHeader(name.into(), value.into()));
+    }
+
+    /// Remove a request header before it goes upstream (`request.delete_headers`).
+    pub fn delete_header(&mut self, name: impl Into<String>) {
+        self.record(Edit::DeleteHeader(name.into()));
+    }
+
+    /// Add a query parameter (`request.add_params`).
+    pub fn add_param(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.record(Edit::AddParam(name.into(), value.into()));
+    }
+
+    /// Remove a query parameter (`request.delete_params`).
+    pub fn delete_param(&mut self, name: impl Into<String>) {
+        self.record(Edit::DeleteParam(name.into()));
+    }
+
+    /// Rewrite the URL going upstream (`request.url`).
+    pub fn set_url(&mut self, url: impl Into<String>) {
+        self.record(Edit::SetUrl(url.into()));
+    }
+
+    /// Rewrite the method going upstream (`request.method`).
+    pub fn set_method(&mut self, method: impl Into<String>) {
+        self.record(Edit::SetMethod(method.into()));
+    }
+
+    /// Reject the request: the gateway answers `code` (>= 400) with `message` as the error
+    /// body. Not a failure of the middleware: `Dispatch` still returns 0.
+    pub fn reject(&mut self, code: i32, message: impl Into<String>) {
+        self.reject_with_headers(code, message, Vec::new());
+    }
+
+    /// Reject with extra response headers.
+    pub fn reject_with_headers(&mut self, code: i32, message: impl Into<String>, headers: Vec<(String, String)>) {
+        self.record(Edit::Override { code, error: message.into(), body: String::new(), headers });
+    }
+
+    /// Answer the client directly with `code` and `body` (any code; 1..399 makes the gateway
+    /// answer without calling upstream).
+    pub fn respond(&mut self, code: i32, body: impl Into<String>, headers: Vec<(String, String)>) {
+        let body = body.into();
+        self.record(Edit::Override { code, error: body.clone(), body, headers });
+    }
+
+    /// Authenticate (CustomKeyCheck): set the session and `metadata["token"]`.
+    pub fn authenticate(&mut self, session: SessionState, token: impl Into<String>) {
+        self.record(Edit::Session(Box::new(session)));
+        self.record(Edit::Metadata("token".into(), token.into()));
+    }
+
+    /// Replace the session.
+    pub fn set_session(&mut self, session: SessionState) {
+        self.record(Edit::Session(Box::new(session)));
+    }
+
+    /// Set a value of the Object's `metadata` map.
+    pub fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.record(Edit::Metadata(key.into(), value.into()));
+    }
+
+    /// The whole Object, mutably, with every edit recorded so far applied. After this call
+    /// the answer is always built by re-encoding the Object (the full path).
+    pub fn object_mut(&mut self) -> &mut Object {
+        if self.working.is_none() {
+            let mut obj = Box::new(self.input.clone());
+            for e in self.edits.drain(..) {
+                e.apply(&mut obj);
+            }
+            self.working = Some(obj);
+        }
+        self.working.as_mut().expect("just set")
+    }
+
+    /// The upstream response, mutably (full path); created when absent.
+    pub fn response_mut(&mut self) -> &mut ResponseObject {
+        self.object_mut().response.get_or_insert_with(Default::default)
+    }
+
+    /// Whether the middleware changed anything.
+    pub fn is_modified(&self) -> bool {
+        self.working.is_some() || !self.edits.is_empty()
+    }
+
+    /// The answer as serialised bytes. `input_bytes` must be the encoding `self.object()` was
+    /// decoded from. Additive edits are appended to a copy of the input; anything else is
+    /// applied to a copy of the Object and re-encoded.
+    pub fn into_answer(self, input_bytes: &[u8]) -> Vec<u8> {
+        self.answer(input_bytes, true)
+    }
+
+    /// Like [`Context::into_answer`], but with the choice of path forced to the full
+    /// decode/re-encode (`allow_append = false`); used by tests comparing both paths.
+    pub fn answer(self, input_bytes: &[u8], allow_append: bool) -> Vec<u8> {
+        if let Some(obj) = self.working {
+            return obj.encode_to_vec();
+        }
+        if self.edits.is_empty() && allow_append {
+            return input_bytes.to_vec();
+        }
+        if allow_append && self.edits.iter().all(|e| e.is_additive(self.input)) {
+            let mut out = Vec::with_capacity(input_bytes.len() + 64);
+            out.extend_from_slice(input_bytes);
+            encode_delta(self.edits, &mut out);
+            return out;
+        }
+        let mut obj = self.input.clone();
+        for e in self.edits {
+            e.apply(&mut obj);
+        }
+        obj.encode_to_vec()
+    }
+
+    /// The resulting Object (decoded form of the answer), for tests and in-process callers.
+    pub fn into_object(self) -> Object {
+        if let Some(obj) = self.working {
+            return *obj;
+        }
+        let mut obj = self.input.clone();
+        for e in self.edits {
+            e.apply(&mut obj);
+        }
+        obj
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::FakeHost;
+    use crate::proto::ReturnOverrides;
+
+    fn sample() -> Object {
+        let mut req = MiniRequestObject {
+            method: "GET".into(),
+            url: "/a?b=1".into(),
+            request_uri: "/a?b=1".into(),
+            return_overrides: Some(ReturnOverrides { response_code: -1, ..Default::default() }),
+            ..Default::default()
+        };
+        req.headers.insert("Authorization".into(), "x".into());
+        req.set_headers.insert("Existing".into(), "1".into());
+        let mut obj = Object { hook_name: "H".into(), hook_type: HookType::Pre as i32, request: Some(req), ..Default::default() };
+        obj.spec.insert("APIID".into(), "api1".into());
+        obj
+    }
+
+    fn both_paths(input: &Object, f: impl Fn(&mut Context)) -> (Object, Object, bool) {
+        let host = FakeHost::new();
+        let bytes = input.encode_to_vec();
+        let mut a = Context::new(input, &host);
+        f(&mut a);
+        let appended = a.answer(&bytes, true);
+        let mut b = Context::new(input, &host);
+        f(&mut b);
+        let full = b.answer(&bytes, false);
+        let was_append = appended.starts_with(&bytes) && appended.len() > bytes.len();
+        (Object::decode(&appended[..]).unwrap(), Object::decode(&full[..]).unwrap(), was_append)
+    }
+
+    #[test]
+    fn header_lookup_is_case_insensitive() {
+        let obj = sample();
+        let host = FakeHost::new();
+        let ctx = Context::new(&obj, &host);
+        assert_eq!(ctx.header("authorization"), Some("x"));
+        assert_eq!(ctx.header("AUTHORIZATION"), Some("x"));
+        assert_eq!(ctx.header("Date"), None);
+        assert_eq!(ctx.api().api_id, "api1");
+    }
+
+    #[test]
+    fn additive_edits_append_and_match_full_path() {
+        let (a, f, appended) = both_paths(&sample(), |c| {
+            c.set_header("X-New", "v");
+            c.set_header("Existing", "2");
+            c.delete_header("Authorization");
+            c.add_param("p", "q");
+            c.delete_param("b");
+            c.set_url("/rewritten");
+            c.set_method("POST");
+            c.set_metadata("k", "v");
+            c.authenticate(SessionState { rate: 10.0, ..Default::default() }, "tok");
+            c.reject(401, "no");
+        });
+        assert!(appended, "these edits are additive");
+        assert_eq!(a, f);
+        let req = a.request.unwrap();
+        assert_eq!(req.set_headers["Existing"], "2");
+        assert_eq!(req.delete_headers, vec!["Authorization"]);
+        assert_eq!(req.return_overrides.unwrap().response_code, 401);
+        assert_eq!(a.metadata["token"], "tok");
+    }
+
+    #[test]
+    fn rewriting_edits_take_the_full_path() {
+        let mut input = sample();
+        input.session = Some(SessionState { rate: 5.0, quota_max: 7, ..Default::default() });
+        let (a, f, appended) = both_paths(&input, |c| c.set_session(SessionState { rate: 1.0, ..Default::default() }));
+        assert!(!appended, "replacing a session cannot be appended");
+        assert_eq!(a, f);
+        assert_eq!(a.session.unwrap().quota_max, 0, "session replaced, not merged");
+
+        let (a, f, appended) = both_paths(&sample(), |c| c.set_url(""));
+        assert!(!appended);
+        assert_eq!(a, f);
+        assert_eq!(a.request.unwrap().url, "");
+    }
+
+    #[test]
+    fn no_edits_return_the_input_bytes() {
+        let input = sample();
+        let host = FakeHost::new();
+        let bytes = input.encode_to_vec();
+        let ctx = Context::new(&input, &host);
+        assert!(!ctx.is_modified());
+        assert_eq!(ctx.into_answer(&bytes), bytes);
+    }
+
+    #[test]
+    fn object_mut_keeps_earlier_edits() {
+        let input = sample();
+        let host = FakeHost::new();
+        let mut ctx = Context::new(&input, &host);
+        ctx.set_header("A", "1");
+        ctx.response_mut().status_code = 201;
+        ctx.set_header("B", "2");
+        let out = Object::decode(&ctx.into_answer(&input.encode_to_vec())[..]).unwrap();
+        let req = out.request.unwrap();
+        assert_eq!(req.set_headers["A"], "1");
+        assert_eq!(req.set_headers["B"], "2");
+        assert_eq!(out.response.unwrap().status_code, 201);
+    }
+}

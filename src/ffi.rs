@@ -1,0 +1,197 @@
+//! The unsafe boundary: raw pointers in, codes and malloc'd buffers out.
+//!
+//! Every export goes through here. Each function checks its pointers before touching them,
+//! catches every panic (code -4), records a per-thread error message, and hands the work to
+//! the safe [`Runtime`](crate::Runtime). Nothing else in the crate dereferences a raw pointer
+//! from the host.
+
+use crate::error::{Code, Error};
+use crate::runtime::Runtime;
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// A byte buffer crossing the ABI. `length` is authoritative; no NUL terminator is assumed.
+#[repr(C)]
+pub struct CoProcessMessage {
+    /// The bytes (serialised `coprocess.Object`, or event JSON).
+    pub p_data: *mut c_void,
+    /// Their number; negative is an error (-1).
+    pub length: c_int,
+}
+
+/// Success.
+pub const COPROCESS_OK: c_int = 0;
+/// A null pointer or a negative length was passed.
+pub const COPROCESS_ERR_NULL: c_int = -1;
+/// The bytes are not a valid Object, or not valid event JSON.
+pub const COPROCESS_ERR_INVALID: c_int = -2;
+/// No middleware or event handler is registered under that name, or not for that hook type.
+pub const COPROCESS_ERR_NOT_FOUND: c_int = -3;
+/// The middleware or event handler returned an error or panicked.
+pub const COPROCESS_ERR_MIDDLEWARE: c_int = -4;
+/// Invalid configuration (global file, config_data, or a section of either).
+pub const COPROCESS_ERR_CONFIG: c_int = -5;
+
+/// The ABI version string returned by `CoProcessAbiVersion`.
+pub const ABI_VERSION: &str = "coprocess-abi/1";
+static ABI_VERSION_C: &[u8] = b"coprocess-abi/1\0";
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(message: &str) {
+    let c = CString::new(message).unwrap_or_else(|_| CString::new(message.replace('\0', "\u{FFFD}")).expect("no NUL"));
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+fn clear_last_error() {
+    LAST_ERROR.with(|e| {
+        let mut e = e.borrow_mut();
+        if !e.as_bytes().is_empty() {
+            *e = CString::default();
+        }
+    });
+}
+
+fn fail(err: Error) -> c_int {
+    set_last_error(&err.message);
+    err.code.as_int()
+}
+
+/// Run `f` with panics turned into -4 and errors into codes plus the per-thread message.
+fn guarded(f: impl FnOnce() -> Result<(), Error>) -> c_int {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => {
+            clear_last_error();
+            COPROCESS_OK
+        }
+        Ok(Err(e)) => fail(e),
+        Err(_) => fail(Error::new(Code::Middleware, "internal panic in coprocess (caught at the ABI boundary)")),
+    }
+}
+
+/// Borrow the bytes of a message.
+///
+/// # Safety
+/// `msg` must be null or point to a valid `CoProcessMessage` whose `p_data` (when non-null)
+/// points to at least `length` readable bytes for the duration of the borrow.
+unsafe fn message_bytes<'a>(msg: *const CoProcessMessage, what: &str) -> Result<&'a [u8], Error> {
+    if msg.is_null() {
+        return Err(Error::new(Code::NullPointer, format!("{what} is a null pointer")));
+    }
+    // SAFETY: non-null and, by the caller's contract, valid.
+    let msg = unsafe { &*msg };
+    if msg.p_data.is_null() {
+        return Err(Error::new(Code::NullPointer, format!("{what}.p_data is a null pointer")));
+    }
+    if msg.length < 0 {
+        return Err(Error::new(Code::NullPointer, format!("{what}.length is negative ({})", msg.length)));
+    }
+    // SAFETY: p_data is non-null and points to `length` readable bytes (caller's contract).
+    Ok(unsafe { std::slice::from_raw_parts(msg.p_data as *const u8, msg.length as usize) })
+}
+
+/// Copy `bytes` into a malloc'd buffer the host frees with free(3).
+fn malloc_copy(bytes: &[u8]) -> Result<(*mut c_void, c_int), Error> {
+    let len = c_int::try_from(bytes.len())
+        .map_err(|_| Error::new(Code::Middleware, format!("answer of {} bytes exceeds the ABI's int length", bytes.len())))?;
+    // SAFETY: malloc of a non-zero size; checked for NULL below.
+    let p = unsafe { libc::malloc(bytes.len().max(1)) };
+    if p.is_null() {
+        return Err(Error::new(Code::Middleware, "out of memory allocating the answer"));
+    }
+    // SAFETY: p has room for bytes.len() bytes and does not overlap `bytes`.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p as *mut u8, bytes.len()) };
+    Ok((p, len))
+}
+
+/// `Dispatch`: see the export's documentation in include/api.h.
+///
+/// # Safety
+/// Pointers as documented for `Dispatch`.
+pub unsafe fn dispatch(runtime: impl FnOnce() -> &'static Runtime, object: *mut CoProcessMessage, new_object: *mut CoProcessMessage) -> c_int {
+    if !new_object.is_null() {
+        // SAFETY: non-null out-parameter owned by the caller.
+        unsafe {
+            (*new_object).p_data = std::ptr::null_mut();
+            (*new_object).length = 0;
+        }
+    }
+    guarded(|| {
+        if new_object.is_null() {
+            return Err(Error::new(Code::NullPointer, "new_object is a null pointer"));
+        }
+        // SAFETY: caller's contract for `object`.
+        let input = unsafe { message_bytes(object, "object") }?;
+        let answer = runtime().dispatch(input)?;
+        let (p, len) = malloc_copy(&answer)?;
+        // SAFETY: checked non-null above.
+        unsafe {
+            (*new_object).p_data = p;
+            (*new_object).length = len;
+        }
+        Ok(())
+    })
+}
+
+/// `DispatchEvent`: see the export's documentation in include/api.h.
+///
+/// # Safety
+/// Pointers as documented for `DispatchEvent`.
+pub unsafe fn dispatch_event(runtime: impl FnOnce() -> &'static Runtime, event_json: *mut CoProcessMessage) -> c_int {
+    guarded(|| {
+        // SAFETY: caller's contract for `event_json`.
+        let input = unsafe { message_bytes(event_json, "event_json") }?;
+        runtime().dispatch_event(input)
+    })
+}
+
+/// `Reload`.
+pub fn reload(runtime: impl FnOnce() -> &'static Runtime) -> c_int {
+    guarded(|| runtime().reload())
+}
+
+/// `CoProcessFree`.
+///
+/// # Safety
+/// `p` is null or a buffer returned by `Dispatch` not yet freed.
+pub unsafe fn free(p: *mut c_void) {
+    // SAFETY: caller's contract: p came from libc::malloc in malloc_copy, or is null.
+    unsafe { libc::free(p) }
+}
+
+/// `CoProcessLastError`.
+pub fn last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// `CoProcessAbiVersion`.
+pub fn abi_version() -> *const c_char {
+    ABI_VERSION_C.as_ptr() as *const c_char
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    #[test]
+    fn abi_version_matches_constant() {
+        // SAFETY: static NUL-terminated string.
+        let s = unsafe { CStr::from_ptr(abi_version()) };
+        assert_eq!(s.to_str().unwrap(), ABI_VERSION);
+    }
+
+    #[test]
+    fn null_and_negative_inputs_are_rejected_before_use() {
+        // SAFETY: null is explicitly allowed.
+        assert!(matches!(unsafe { message_bytes(std::ptr::null(), "x") }, Err(e) if e.code == Code::NullPointer));
+        let mut b = [0u8; 4];
+        let m = CoProcessMessage { p_data: b.as_mut_ptr() as *mut c_void, length: -3 };
+        // SAFETY: valid message struct.
+        let r = unsafe { message_bytes(&m, "object") };
+        assert!(matches!(r, Err(e) if e.message.contains("negative")));
+    }
+}

@@ -1,0 +1,44 @@
+//! coprocess: native plugin middleware for a Go API gateway, loaded in-process through a C ABI.
+//!
+//! The gateway serialises a `coprocess.Object` for every plugin hook; [`Runtime::dispatch`]
+//! decodes it, runs the [`Middleware`] registered under the hook name and returns the
+//! resulting Object. The C ABI (`include/api.h`) is a thin layer over that ([`ffi`]).
+//!
+//! - [`Middleware`] / [`EventHandler`]: what a plugin implements; [`Registry`] names them.
+//! - [`Context`]: the read view of the Object plus recorded edits (reject, authenticate,
+//!   set headers, ...).
+//! - [`Host`]: the gateway's callbacks (events, logging, store); [`FakeHost`] for tests.
+//! - [`export_plugin!`]: build your own plugin library with your middleware.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod ffi;
+pub mod host;
+pub mod proto;
+pub mod registry;
+pub mod runtime;
+mod sdk;
+
+#[cfg(feature = "builtins")]
+pub mod builtins;
+#[cfg(feature = "exports")]
+mod exports;
+
+pub use config::ConfigSource;
+pub use context::{ApiIdentity, Context};
+pub use error::{Code, ConfigError, Error, MiddlewareError};
+pub use host::{FakeHost, Host, LogLevel, MemoryStore, NativeHost};
+pub use proto::{HookType, Object, SessionState};
+pub use registry::{Event, EventHandler, Middleware, Registry, Setup};
+pub use runtime::Runtime;
+
+impl Runtime {
+    /// A runtime over `registry` with the process's host functions ([`NativeHost`]) and the
+    /// global file named by `COPROCESS_CONFIG`: what an exported library uses.
+    pub fn from_env(registry: Registry) -> Self {
+        Runtime::new(registry, std::sync::Arc::new(NativeHost::new()), ConfigSource::Env)
+    }
+}

@@ -1,0 +1,308 @@
+//! The dispatcher: decodes the Object, finds the middleware for the hook name and its
+//! configuration, runs it and builds the answer; runs event handlers; reloads.
+//!
+//! Shared state lives in one immutable [`State`] behind an `ArcSwap`. A dispatch loads it once
+//! (no lock) and finishes on it even when a `Reload` swaps in a new one meanwhile. Per-API
+//! configuration (`spec["config_data"]`) is parsed and its instances are built once per thread
+//! and distinct value, in a thread-local cache keyed by the state's generation, so the
+//! dispatch path takes no lock at all.
+
+use crate::config::{base_name, ConfigSource, Sections};
+use crate::context::Context;
+use crate::error::{Code, ConfigError, Error};
+use crate::host::{Host, LogLevel};
+use crate::proto::{HookType, Object};
+use crate::registry::{DynMiddleware, Event, EventInstance, MiddlewareEntry, MiddlewareInstance, Registry, Setup};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use prost::Message;
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// Per-API cache entries kept per thread before the cache is cleared.
+const API_CACHE_LIMIT: usize = 256;
+
+/// One consistent configuration: the global sections and every instance built from them.
+struct State {
+    generation: u64,
+    global_instances: HashMap<String, MiddlewareInstance>,
+    default_instances: HashMap<&'static str, MiddlewareInstance>,
+    events: HashMap<&'static str, EventInstance>,
+}
+
+/// A plugin library's runtime: registry, host, configuration.
+pub struct Runtime {
+    registry: Registry,
+    host: Arc<dyn Host>,
+    source: ConfigSource,
+    state: ArcSwap<State>,
+    reload_lock: Mutex<()>,
+}
+
+fn config_error(e: &ConfigError) -> Error {
+    Error::new(Code::Config, format!("invalid configuration: {}", e.0))
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload")
+}
+
+impl Runtime {
+    /// A runtime over `registry`. The global configuration is read from `source` now; a
+    /// missing or broken file leaves an empty global configuration and logs the error
+    /// through the host at level error.
+    pub fn new(registry: Registry, host: Arc<dyn Host>, source: ConfigSource) -> Self {
+        let loaded = source.load().and_then(|sections| build_state(&registry, &*host, &sections, true));
+        let state = loaded.unwrap_or_else(|e| {
+            host.log(LogLevel::Error, &format!("coprocess: {e}; running with an empty global configuration"));
+            build_state(&registry, &*host, &Sections::new(), false).expect("empty configuration always builds")
+        });
+        Runtime { registry, host, source, state: ArcSwap::from_pointee(state), reload_lock: Mutex::new(()) }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The host.
+    pub fn host(&self) -> &dyn Host {
+        &*self.host
+    }
+
+    /// Re-read the global configuration, validate every section, drop cached per-API
+    /// configuration and notify every middleware, atomically with respect to dispatches.
+    /// On error the last good state stays in force (code -5).
+    pub fn reload(&self) -> Result<(), Error> {
+        let _serialised = self.reload_lock.lock();
+        let state = self
+            .source
+            .load()
+            .and_then(|sections| build_state(&self.registry, &*self.host, &sections, true))
+            .map_err(|e| Error::new(Code::Config, format!("reload failed, previous configuration kept: {e}")))?;
+        self.state.store(Arc::new(state));
+        for entry in self.registry.middleware.values() {
+            (entry.on_reload)();
+        }
+        Ok(())
+    }
+
+    /// Dispatch one serialised Object; returns the serialised answer.
+    pub fn dispatch(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
+        let object = Object::decode(input)
+            .map_err(|e| Error::new(Code::InvalidInput, format!("bytes are not a valid coprocess.Object: {e}")))?;
+        let ctx = self.run(&object)?;
+        Ok(ctx.into_answer(input))
+    }
+
+    /// Dispatch a decoded Object; returns the resulting Object (for in-process callers/tests).
+    pub fn dispatch_object(&self, object: &Object) -> Result<Object, Error> {
+        Ok(self.run(object)?.into_object())
+    }
+
+    fn lookup(&self, object: &Object) -> Result<(&MiddlewareEntry, &'static str), Error> {
+        let hook_name = object.hook_name.as_str();
+        if hook_name.is_empty() {
+            return Err(Error::new(Code::NotFound, "the Object has no hook_name"));
+        }
+        let (name, entry) = self
+            .registry
+            .middleware
+            .get_key_value(base_name(hook_name))
+            .ok_or_else(|| Error::new(Code::NotFound, format!("no middleware registered under {:?}", base_name(hook_name))))?;
+        let hook_type = HookType::try_from(object.hook_type).ok();
+        match hook_type {
+            Some(t) if entry.hooks.contains(&t) => Ok((entry, name)),
+            _ => Err(Error::new(
+                Code::NotFound,
+                format!(
+                    "middleware {name:?} does not serve hook type {}",
+                    hook_type.map_or_else(|| object.hook_type.to_string(), |t| t.name().to_string())
+                ),
+            )),
+        }
+    }
+
+    fn run<'o>(&'o self, object: &'o Object) -> Result<Context<'o>, Error> {
+        let (entry, name) = self.lookup(object)?;
+        let state = self.state.load();
+        let hook_name = object.hook_name.as_str();
+        let per_api = match object.spec.get("config_data").filter(|s| !s.is_empty()) {
+            Some(config_data) => per_api_instance(&state, config_data, hook_name, name, entry, &*self.host)?,
+            None => None,
+        };
+        let global: Option<&MiddlewareInstance> = if per_api.is_some() {
+            None
+        } else {
+            Some(
+                [hook_name, name]
+                    .iter()
+                    .find_map(|s| state.global_instances.get(*s))
+                    .unwrap_or_else(|| &state.default_instances[name]),
+            )
+        };
+        let instance: &dyn DynMiddleware = match (&per_api, global) {
+            (Some(arc), _) => &**arc,
+            (None, Some(Ok(arc))) => &**arc,
+            (None, Some(Err(e))) => return Err(config_error(e)),
+            (None, None) => unreachable!("one of per-API and global is chosen"),
+        };
+        let mut ctx = Context::new(object, &*self.host);
+        match catch_unwind(AssertUnwindSafe(|| instance.handle(&mut ctx))) {
+            Ok(Ok(())) => Ok(ctx),
+            Ok(Err(e)) => Err(Error::new(Code::Middleware, format!("middleware {hook_name:?} failed: {e}"))),
+            Err(p) => Err(Error::new(Code::Middleware, format!("middleware {hook_name:?} panicked: {}", panic_text(&*p)))),
+        }
+    }
+
+    /// Run the event handler named in the gateway's event JSON.
+    pub fn dispatch_event(&self, json: &[u8]) -> Result<(), Error> {
+        let raw = std::str::from_utf8(json).map_err(|e| Error::new(Code::InvalidInput, format!("event JSON is not UTF-8: {e}")))?;
+        let envelope: Envelope = serde_json::from_str(raw).map_err(|e| {
+            Error::new(Code::InvalidInput, format!("not valid event JSON: {}", crate::error::redact_quoted_values(&e.to_string())))
+        })?;
+        let handler_name = envelope.handler_name.as_str();
+        let state = self.state.load();
+        let instance = match state.events.get(handler_name) {
+            Some(Ok(h)) => h.clone(),
+            Some(Err(e)) => return Err(config_error(e)),
+            None => return Err(Error::new(Code::NotFound, format!("no event handler registered under {handler_name:?}"))),
+        };
+        let str_of = |k: &str| envelope.spec.get(k).and_then(Value::as_str).unwrap_or("");
+        let event = Event {
+            raw,
+            event_type: &envelope.message.event_type,
+            meta: &envelope.message.meta,
+            timestamp: &envelope.message.timestamp,
+            handler_name,
+            api_id: str_of("APIID"),
+            org_id: str_of("OrgID"),
+        };
+        match catch_unwind(AssertUnwindSafe(|| instance.handle(&event, &*self.host))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::new(Code::Middleware, format!("event handler {handler_name:?} failed: {e}"))),
+            Err(p) => Err(Error::new(Code::Middleware, format!("event handler {handler_name:?} panicked: {}", panic_text(&*p)))),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Envelope {
+    message: EventMessage,
+    handler_name: String,
+    #[serde(default)]
+    spec: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct EventMessage {
+    #[serde(rename = "Type")]
+    event_type: String,
+    #[serde(rename = "Meta", default)]
+    meta: Value,
+    #[serde(rename = "TimeStamp", default)]
+    timestamp: String,
+}
+
+/// Build a state from global sections. With `strict`, an unknown or invalid section is an
+/// error; otherwise it is kept as a failing instance.
+fn build_state(registry: &Registry, host: &dyn Host, sections: &Sections, strict: bool) -> Result<State, String> {
+    let mut global_instances = HashMap::new();
+    for (section, value) in sections {
+        let base = base_name(section);
+        let known_event = registry.events.contains_key(section.as_str());
+        match registry.middleware.get(base) {
+            Some(entry) => {
+                let built = (entry.build)(Some(value), &Setup { section, host });
+                if strict {
+                    if let Err(e) = &built {
+                        return Err(e.0.clone());
+                    }
+                }
+                global_instances.insert(section.clone(), built);
+            }
+            None if known_event => {}
+            None if strict => return Err(format!("section {section:?} names no registered middleware or event handler")),
+            None => {}
+        }
+    }
+    let mut default_instances = HashMap::new();
+    for (name, entry) in &registry.middleware {
+        default_instances.insert(*name, (entry.build)(None, &Setup { section: name, host }));
+    }
+    let mut events = HashMap::new();
+    for (name, entry) in &registry.events {
+        let built = (entry.build)(sections.get(*name), name);
+        if strict && sections.contains_key(*name) {
+            if let Err(e) = &built {
+                return Err(e.0.clone());
+            }
+        }
+        events.insert(*name, built);
+    }
+    Ok(State { generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed), global_instances, default_instances, events })
+}
+
+struct ApiEntry {
+    sections: Result<Sections, String>,
+    /// By hook name: `None` when config_data has no section for it (the global one applies).
+    instances: HashMap<String, Option<MiddlewareInstance>>,
+}
+
+#[derive(Default)]
+struct ApiCache {
+    generation: u64,
+    entries: HashMap<String, ApiEntry>,
+}
+
+thread_local! {
+    static API_CACHE: RefCell<ApiCache> = RefCell::new(ApiCache::default());
+}
+
+/// The instance configured by the per-API `config_data`, or `None` when it has no section for
+/// this hook (the global configuration applies).
+fn per_api_instance(
+    state: &State,
+    config_data: &str,
+    hook_name: &str,
+    name: &'static str,
+    entry: &MiddlewareEntry,
+    host: &dyn Host,
+) -> Result<Option<Arc<dyn DynMiddleware>>, Error> {
+    API_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.generation != state.generation || cache.entries.len() >= API_CACHE_LIMIT {
+            cache.entries.clear();
+            cache.generation = state.generation;
+        }
+        if !cache.entries.contains_key(config_data) {
+            let sections = crate::config::parse_sections(config_data.as_bytes());
+            cache.entries.insert(config_data.to_owned(), ApiEntry { sections, instances: HashMap::new() });
+        }
+        let api = cache.entries.get_mut(config_data).expect("inserted above");
+        let sections = match &api.sections {
+            Ok(s) => s,
+            Err(e) => return Err(Error::new(Code::Config, format!("invalid config_data: {e}"))),
+        };
+        if !api.instances.contains_key(hook_name) {
+            let found = [hook_name, name].into_iter().find_map(|s| sections.get(s).map(|v| (s, v)));
+            let built = found.map(|(section, value)| (entry.build)(Some(value), &Setup { section, host }));
+            api.instances.insert(hook_name.to_owned(), built);
+        }
+        match &api.instances[hook_name] {
+            None => Ok(None),
+            Some(Ok(instance)) => Ok(Some(instance.clone())),
+            Some(Err(e)) => Err(config_error(e)),
+        }
+    })
+}
