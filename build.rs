@@ -17,6 +17,9 @@ fn generate_protos(manifest: &Path) {
     println!("cargo:rerun-if-changed={}", proto.display());
     let fds = protox::compile([&proto], [manifest.join("proto")]).expect("proto/ does not compile");
     let mut config = prost_build::Config::new();
+    // BTreeMap for every map field: deterministic encoding, and no interior pointers (hashbrown
+    // keeps one) that make leak checkers report live global state as "possibly lost".
+    config.btree_map(["."]);
     // Session templates in configuration are JSON objects with SessionState's snake_case field
     // names; unknown keys are a configuration error.
     for message in [

@@ -9,7 +9,7 @@
 use crate::host::{Host, LogLevel};
 use crate::proto::{HookType, MiniRequestObject, Object, ResponseObject, SessionState};
 use prost::Message;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// One recorded change to the Object.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,9 +163,9 @@ impl<'a> Context<'a> {
     }
 
     /// All request headers as the gateway sent them (`request.headers`).
-    pub fn headers(&self) -> &'a HashMap<String, String> {
-        static EMPTY: std::sync::OnceLock<HashMap<String, String>> = std::sync::OnceLock::new();
-        self.req().map(|r| &r.headers).unwrap_or_else(|| EMPTY.get_or_init(HashMap::new))
+    pub fn headers(&self) -> &'a BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        self.req().map_or(&EMPTY, |r| &r.headers)
     }
 
     /// A query parameter from `request.params`.

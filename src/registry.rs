@@ -10,7 +10,7 @@ use crate::host::Host;
 use crate::proto::HookType;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What a middleware gets when it is configured.
@@ -135,8 +135,8 @@ fn build_event<T: EventHandler>(value: Option<&Value>, section: &str) -> EventIn
 /// The middleware and event handlers a plugin library offers, by name.
 #[derive(Default)]
 pub struct Registry {
-    pub(crate) middleware: HashMap<&'static str, MiddlewareEntry>,
-    pub(crate) events: HashMap<&'static str, EventEntry>,
+    pub(crate) middleware: BTreeMap<&'static str, MiddlewareEntry>,
+    pub(crate) events: BTreeMap<&'static str, EventEntry>,
 }
 
 impl Registry {

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use prost::Message;
 use serde_json::Value;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,9 +31,9 @@ const API_CACHE_LIMIT: usize = 256;
 /// One consistent configuration: the global sections and every instance built from them.
 struct State {
     generation: u64,
-    global_instances: HashMap<String, MiddlewareInstance>,
-    default_instances: HashMap<&'static str, MiddlewareInstance>,
-    events: HashMap<&'static str, EventInstance>,
+    global_instances: BTreeMap<String, MiddlewareInstance>,
+    default_instances: BTreeMap<&'static str, MiddlewareInstance>,
+    events: BTreeMap<&'static str, EventInstance>,
 }
 
 /// A plugin library's runtime: registry, host, configuration.
@@ -42,7 +42,9 @@ pub struct Runtime {
     host: Arc<dyn Host>,
     source: ConfigSource,
     state: ArcSwap<State>,
-    reload_lock: Mutex<()>,
+    /// Serialises reloads. Also holds a second reference to the current state: ArcSwap keeps
+    /// only an interior pointer, which leak checkers report as "possibly lost" at exit.
+    reload_lock: Mutex<Arc<State>>,
 }
 
 fn config_error(e: &ConfigError) -> Error {
@@ -67,7 +69,8 @@ impl Runtime {
             host.log(LogLevel::Error, &format!("coprocess: {e}; running with an empty global configuration"));
             build_state(&registry, &*host, &Sections::new(), false).expect("empty configuration always builds")
         });
-        Runtime { registry, host, source, state: ArcSwap::from_pointee(state), reload_lock: Mutex::new(()) }
+        let state = Arc::new(state);
+        Runtime { registry, host, source, state: ArcSwap::new(state.clone()), reload_lock: Mutex::new(state) }
     }
 
     /// The registry.
@@ -84,13 +87,15 @@ impl Runtime {
     /// configuration and notify every middleware, atomically with respect to dispatches.
     /// On error the last good state stays in force (code -5).
     pub fn reload(&self) -> Result<(), Error> {
-        let _serialised = self.reload_lock.lock();
+        let mut current = self.reload_lock.lock();
         let state = self
             .source
             .load()
             .and_then(|sections| build_state(&self.registry, &*self.host, &sections, true))
             .map_err(|e| Error::new(Code::Config, format!("reload failed, previous configuration kept: {e}")))?;
-        self.state.store(Arc::new(state));
+        let state = Arc::new(state);
+        self.state.store(state.clone());
+        *current = state;
         for entry in self.registry.middleware.values() {
             (entry.on_reload)();
         }
@@ -217,7 +222,7 @@ struct EventMessage {
 /// Build a state from global sections. With `strict`, an unknown or invalid section is an
 /// error; otherwise it is kept as a failing instance.
 fn build_state(registry: &Registry, host: &dyn Host, sections: &Sections, strict: bool) -> Result<State, String> {
-    let mut global_instances = HashMap::new();
+    let mut global_instances = BTreeMap::new();
     for (section, value) in sections {
         let base = base_name(section);
         let known_event = registry.events.contains_key(section.as_str());
@@ -236,11 +241,11 @@ fn build_state(registry: &Registry, host: &dyn Host, sections: &Sections, strict
             None => {}
         }
     }
-    let mut default_instances = HashMap::new();
+    let mut default_instances = BTreeMap::new();
     for (name, entry) in &registry.middleware {
         default_instances.insert(*name, (entry.build)(None, &Setup { section: name, host }));
     }
-    let mut events = HashMap::new();
+    let mut events = BTreeMap::new();
     for (name, entry) in &registry.events {
         let built = (entry.build)(sections.get(*name), name);
         if strict && sections.contains_key(*name) {
@@ -256,13 +261,13 @@ fn build_state(registry: &Registry, host: &dyn Host, sections: &Sections, strict
 struct ApiEntry {
     sections: Result<Sections, String>,
     /// By hook name: `None` when config_data has no section for it (the global one applies).
-    instances: HashMap<String, Option<MiddlewareInstance>>,
+    instances: BTreeMap<String, Option<MiddlewareInstance>>,
 }
 
 #[derive(Default)]
 struct ApiCache {
     generation: u64,
-    entries: HashMap<String, ApiEntry>,
+    entries: BTreeMap<String, ApiEntry>,
 }
 
 thread_local! {
@@ -287,7 +292,7 @@ fn per_api_instance(
         }
         if !cache.entries.contains_key(config_data) {
             let sections = crate::config::parse_sections(config_data.as_bytes());
-            cache.entries.insert(config_data.to_owned(), ApiEntry { sections, instances: HashMap::new() });
+            cache.entries.insert(config_data.to_owned(), ApiEntry { sections, instances: BTreeMap::new() });
         }
         let api = cache.entries.get_mut(config_data).expect("inserted above");
         let sections = match &api.sections {

@@ -23,6 +23,7 @@ pub struct InjectHeadersConfig {
 }
 
 /// The `InjectHeaders` middleware.
+#[derive(Debug)]
 pub struct InjectHeaders {
     config: InjectHeadersConfig,
 }

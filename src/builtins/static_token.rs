@@ -10,7 +10,7 @@
 
 use crate::proto::{HookType, SessionState};
 use crate::{ConfigError, Context, Middleware, MiddlewareError, Setup};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Configuration of [`StaticTokenAuth`].
 #[derive(Debug, serde::Deserialize)]
@@ -21,14 +21,14 @@ pub struct StaticTokenAuthConfig {
     /// A prefix removed from the header value before matching (e.g. `Bearer `).
     pub strip_prefix: String,
     /// Known tokens and their session templates.
-    pub tokens: HashMap<String, SessionState>,
+    pub tokens: BTreeMap<String, SessionState>,
     /// 0: leave no session (the gateway answers 403); 401 or 403: answer it.
     pub reject_code: i32,
 }
 
 impl Default for StaticTokenAuthConfig {
     fn default() -> Self {
-        StaticTokenAuthConfig { header: "Authorization".into(), strip_prefix: String::new(), tokens: HashMap::new(), reject_code: 0 }
+        StaticTokenAuthConfig { header: "Authorization".into(), strip_prefix: String::new(), tokens: BTreeMap::new(), reject_code: 0 }
     }
 }
 

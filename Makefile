@@ -1,0 +1,95 @@
+# coprocess: build the library, run every test, install.
+#   make build      release build of target/release/libcoprocess.so (+ include/api.h)
+#   make test       everything: cargo tests, header check, C harness, C harness under valgrind
+#   make ctest      the C harness against the real library
+#   make valgrind   the C harness under valgrind memcheck (zero errors, zero leaks)
+#   make demo       a demo host dispatching real requests through the library
+#   make install    PREFIX=/usr/local: library, header and coprocess.pc
+
+PREFIX ?= /usr/local
+CC ?= cc
+CARGO ?= cargo
+BUILD := build
+LIBDIR := $(CURDIR)/target/release
+LIB := $(LIBDIR)/libcoprocess.so
+PB := $(BUILD)/pb
+CFLAGS_STRICT := -std=c99 -Wall -Wextra -Werror -O1 -g
+CINC := -Iinclude -I$(PB) -Ictests
+# -rdynamic puts the host functions the programs define into their dynamic symbol table,
+# where the library's weak imports find them.
+CLINK := -L$(LIBDIR) -Wl,-rpath,$(LIBDIR) -lcoprocess -lprotobuf-c -rdynamic
+VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible \
+	--errors-for-leak-kinds=definite,indirect,possible
+CTESTS := $(patsubst ctests/%.c,$(BUILD)/%,$(wildcard ctests/test_*.c))
+
+setup:
+	@bash scripts/setup.sh
+
+.PHONY: setup all build test rust-test check-header ctest valgrind demo install pc clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+$(LIB): build
+
+rust-test:
+	$(CARGO) test --release --locked
+
+# A fresh build must not change the committed header.
+check-header: build
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git diff --exit-code -- include/api.h || { echo "include/api.h is stale: commit the regenerated header"; exit 1; }; \
+	  echo "include/api.h matches a fresh build"; fi
+	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only -Iinclude -x c include/api.h
+
+$(PB)/coprocess.pb-c.c $(PB)/coprocess.pb-c.h: proto/coprocess.proto
+	@mkdir -p $(PB)
+	protoc-c --c_out=$(PB) -Iproto proto/coprocess.proto
+
+$(BUILD)/pb.o: $(PB)/coprocess.pb-c.c
+	$(CC) -O1 -g -c -I$(PB) $< -o $@
+
+$(BUILD)/harness.o: ctests/harness.c ctests/harness.h include/api.h $(PB)/coprocess.pb-c.h
+	$(CC) $(CFLAGS_STRICT) $(CINC) -c $< -o $@
+
+$(BUILD)/test_%: ctests/test_%.c $(BUILD)/harness.o $(BUILD)/pb.o build
+	$(CC) $(CFLAGS_STRICT) $(CINC) $< $(BUILD)/harness.o $(BUILD)/pb.o $(CLINK) -o $@
+
+# Defines no host function: no -rdynamic needed, none to find.
+$(BUILD)/nohost: ctests/nohost.c $(BUILD)/pb.o build
+	$(CC) $(CFLAGS_STRICT) $(CINC) $< $(BUILD)/pb.o -L$(LIBDIR) -Wl,-rpath,$(LIBDIR) -lcoprocess -lprotobuf-c -o $@
+
+ctest: $(CTESTS) $(BUILD)/nohost
+	@set -e; for t in $(CTESTS) $(BUILD)/nohost; do echo "== $$t"; $$t; done
+
+valgrind: $(CTESTS) $(BUILD)/nohost
+	@set -e; for t in $(CTESTS) $(BUILD)/nohost; do echo "== valgrind $$t"; $(VALGRIND) $$t; done
+
+$(BUILD)/demo: ctests/demo.c $(BUILD)/harness.o $(BUILD)/pb.o build
+	$(CC) $(CFLAGS_STRICT) $(CINC) $< $(BUILD)/harness.o $(BUILD)/pb.o $(CLINK) -o $@
+
+demo: setup
+	$(MAKE) $(BUILD)/demo
+	$(BUILD)/demo
+
+test: setup
+	$(MAKE) rust-test check-header ctest valgrind
+
+# pkg-config file for in-tree builds (cgo: PKG_CONFIG_PATH=$(CURDIR)/build/pkgconfig).
+pc: build
+	@mkdir -p $(BUILD)/pkgconfig
+	@printf 'libdir=%s\nincludedir=%s\n\nName: coprocess\nDescription: native gateway plugin middleware (coprocess ABI)\nVersion: 0.1.0\nLibs: -L$${libdir} -Wl,-rpath,$${libdir} -lcoprocess\nCflags: -I$${includedir}\n' \
+	  "$(LIBDIR)" "$(CURDIR)/include" > $(BUILD)/pkgconfig/coprocess.pc
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/coprocess $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libcoprocess.so
+	install -m 0644 include/api.h $(DESTDIR)$(PREFIX)/include/coprocess/api.h
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include/coprocess\n\nName: coprocess\nDescription: native gateway plugin middleware (coprocess ABI)\nVersion: 0.1.0\nLibs: -L$${libdir} -lcoprocess\nCflags: -I$${includedir}\n' \
+	  "$(PREFIX)" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/coprocess.pc
+
+clean:
+	rm -rf $(BUILD)
+	$(CARGO) clean

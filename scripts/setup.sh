@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build and test coprocess. Idempotent: only
+# missing packages are installed, so it is cheap to run before every build.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config git
+  protobuf-c-compiler libprotobuf-c-dev   # C test harness (protobuf-c)
+  valgrind                                # memcheck run of the C harness
+  protobuf-compiler golang-go golang-google-protobuf-dev golang-github-google-go-cmp-dev  # Go host
+  redis-server golang-github-gomodule-redigo-dev                                        # Redis store
+  openssl python3                         # independent signature verifiers in tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo (Rust 1.80 or newer) is required: install it with rustup" >&2
+  exit 1
+fi
+echo "setup: all build and test dependencies present"
