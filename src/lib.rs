@@ -21,6 +21,7 @@ pub mod proto;
 pub mod registry;
 pub mod runtime;
 mod sdk;
+pub mod testing;
 
 #[cfg(feature = "builtins")]
 pub mod builtins;

@@ -1,0 +1,140 @@
+//! Helpers for testing middleware in plain `cargo test`, without a gateway: build Objects the
+//! way the gateway sends them and run one middleware or a whole registry against a
+//! [`FakeHost`](crate::FakeHost).
+//!
+//! ```
+//! use coprocess::testing::ObjectBuilder;
+//! use coprocess::{builtins::inject_headers::InjectHeaders, FakeHost, HookType};
+//!
+//! let host = FakeHost::new();
+//! let object = ObjectBuilder::new(HookType::Pre, "InjectHeaders").header("Cookie", "a=1").build();
+//! let out = coprocess::testing::run::<InjectHeaders>(r#"{"remove": ["Cookie"]}"#, &object, &host).unwrap();
+//! assert_eq!(out.request.unwrap().delete_headers, vec!["Cookie"]);
+//! ```
+
+use crate::proto::{HookType, MiniRequestObject, Object, ResponseObject, ReturnOverrides, SessionState};
+use crate::{Code, Context, Error, Host, Middleware, Setup};
+
+/// Builds an Object as the gateway sends it for a hook: a request with
+/// `return_overrides.response_code = -1`, `spec` with `APIID` and `OrgID`.
+#[derive(Debug, Clone)]
+pub struct ObjectBuilder {
+    object: Object,
+}
+
+impl ObjectBuilder {
+    /// A GET of `/` for `hook_name`, API `api-1` of org `org-1`.
+    pub fn new(hook_type: HookType, hook_name: &str) -> Self {
+        let request = MiniRequestObject {
+            method: "GET".into(),
+            url: "/".into(),
+            request_uri: "/".into(),
+            scheme: "http".into(),
+            return_overrides: Some(ReturnOverrides { response_code: -1, ..Default::default() }),
+            ..Default::default()
+        };
+        let mut object = Object { hook_type: hook_type as i32, hook_name: hook_name.into(), request: Some(request), ..Default::default() };
+        object.spec.insert("APIID".into(), "api-1".into());
+        object.spec.insert("OrgID".into(), "org-1".into());
+        ObjectBuilder { object }
+    }
+
+    fn request(&mut self) -> &mut MiniRequestObject {
+        self.object.request.get_or_insert_with(Default::default)
+    }
+
+    /// Add a request header (`request.headers`).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.request().headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Set method, upstream URL and the client's request URI.
+    pub fn method_url(mut self, method: &str, url: &str, request_uri: &str) -> Self {
+        let r = self.request();
+        r.method = method.into();
+        r.url = url.into();
+        r.request_uri = request_uri.into();
+        self
+    }
+
+    /// Set the request body (`body` and `raw_body`).
+    pub fn body(mut self, body: &str) -> Self {
+        let r = self.request();
+        r.body = body.into();
+        r.raw_body = body.as_bytes().to_vec();
+        self
+    }
+
+    /// Set `spec["config_data"]`.
+    pub fn config_data(self, json: &str) -> Self {
+        self.spec("config_data", json)
+    }
+
+    /// Set a `spec` entry.
+    pub fn spec(mut self, key: &str, value: &str) -> Self {
+        self.object.spec.insert(key.into(), value.into());
+        self
+    }
+
+    /// Set the session (PostKeyAuth, Post and Response hooks).
+    pub fn session(mut self, session: SessionState) -> Self {
+        self.object.session = Some(session);
+        self
+    }
+
+    /// Set a `metadata` entry.
+    pub fn metadata(mut self, key: &str, value: &str) -> Self {
+        self.object.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Set the upstream response (Response hooks).
+    pub fn response(mut self, response: ResponseObject) -> Self {
+        self.object.response = Some(response);
+        self
+    }
+
+    /// The Object.
+    pub fn build(self) -> Object {
+        self.object
+    }
+
+    /// The serialised Object.
+    pub fn encode(self) -> Vec<u8> {
+        prost::Message::encode_to_vec(&self.object)
+    }
+}
+
+/// Configure middleware `T` from a JSON section and run it on `object`, returning the
+/// resulting Object. Configuration errors are -5, middleware errors -4, a hook type `T`
+/// does not serve is -3 — as through the C ABI. Panics are not caught.
+pub fn run<T: Middleware>(config_json: &str, object: &Object, host: &dyn Host) -> Result<Object, Error> {
+    let section: serde_json::Value = serde_json::from_str(config_json)
+        .map_err(|e| Error::new(Code::Config, format!("test configuration is not JSON: {e}")))?;
+    let config = <T::Config as serde::Deserialize>::deserialize(&section)
+        .map_err(|e| Error::new(Code::Config, crate::ConfigError::from_serde(T::NAME, &e).0))?;
+    let mw = T::new(config, &Setup { section: T::NAME, host }).map_err(|e| Error::new(Code::Config, e.0))?;
+    let hook = HookType::try_from(object.hook_type).unwrap_or(HookType::Unknown);
+    if !T::HOOKS.contains(&hook) {
+        return Err(Error::new(Code::NotFound, format!("{} does not serve hook type {}", T::NAME, hook.name())));
+    }
+    let mut ctx = Context::new(object, host);
+    mw.handle(&mut ctx).map_err(|e| Error::new(Code::Middleware, e.0))?;
+    Ok(ctx.into_object())
+}
+
+/// The `(response_code, response_error)` of an answer's return overrides (`(0, "")` when
+/// there are none).
+pub fn overrides(object: &Object) -> (i32, &str) {
+    object
+        .request
+        .as_ref()
+        .and_then(|r| r.return_overrides.as_ref())
+        .map_or((0, ""), |o| (o.response_code, o.response_error.as_str()))
+}
+
+/// A request header the answer sets (`request.set_headers`).
+pub fn set_header<'a>(object: &'a Object, name: &str) -> Option<&'a str> {
+    object.request.as_ref()?.set_headers.get(name).map(String::as_str)
+}
