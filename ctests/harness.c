@@ -75,6 +75,13 @@ void harness_store_put(const char *key, const char *value, int ttl) {
     e->expires = ttl > 0 ? time(NULL) + ttl : 0;
 }
 
+void harness_store_overwrite_all(const char *value) {
+    for (int i = 0; i < store_len; i++) {
+        free(store[i].value);
+        store[i].value = strdup(value);
+    }
+}
+
 const char *harness_store_get(const char *key) {
     struct store_entry *e = store_find(key);
     if (!e || (e->expires != 0 && time(NULL) >= e->expires)) return NULL;

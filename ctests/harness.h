@@ -26,6 +26,8 @@ extern int harness_log_count;
 extern int harness_store_calls, harness_get_calls;
 /* Store an entry in the host store as if another gateway node had written it. */
 void harness_store_put(const char *key, const char *value, int ttl);
+/* Replace the value of every stored entry (simulates another node corrupting the store). */
+void harness_store_overwrite_all(const char *value);
 /* The live value under key, or NULL. */
 const char *harness_store_get(const char *key);
 /* Forget recorded events, logs, counters and the store. */

@@ -2,7 +2,7 @@
 //!
 //! Every export goes through here. Each function checks its pointers before touching them,
 //! catches every panic (code -4), records a per-thread error message, and hands the work to
-//! the safe [`Runtime`](crate::Runtime). Nothing else in the crate dereferences a raw pointer
+//! the safe [`Runtime`]. Nothing else in the crate dereferences a raw pointer
 //! from the host.
 
 use crate::error::{Code, Error};

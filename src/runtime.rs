@@ -1,7 +1,7 @@
 //! The dispatcher: decodes the Object, finds the middleware for the hook name and its
 //! configuration, runs it and builds the answer; runs event handlers; reloads.
 //!
-//! Shared state lives in one immutable [`State`] behind an `ArcSwap`. A dispatch loads it once
+//! Shared state lives in one immutable `State` behind an `ArcSwap`. A dispatch loads it once
 //! (no lock) and finishes on it even when a `Reload` swaps in a new one meanwhile. Per-API
 //! configuration (`spec["config_data"]`) is parsed and its instances are built once per thread
 //! and distinct value, in a thread-local cache keyed by the state's generation, so the
