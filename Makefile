@@ -25,7 +25,7 @@ CTESTS := $(patsubst ctests/%.c,$(BUILD)/%,$(wildcard ctests/test_*.c))
 setup:
 	@bash scripts/setup.sh
 
-.PHONY: setup all build test rust-test check-header check-symbols ctest valgrind examples doc demo install pc clean
+.PHONY: setup all build test rust-test check-header check-symbols ctest valgrind examples doc stress fuzz demo install pc clean
 
 all: build
 
@@ -98,11 +98,33 @@ check-symbols: build
 	  test "$$n" = 4 || { echo "libcoprocess.so imports $$n of the 4 host functions"; exit 1; }
 	@echo "libcoprocess.so: 6 exports defined, 4 host functions imported"
 
+# Concurrency stress through the real ABI (worker threads + a Reload loop).
+$(BUILD)/stress: ctests/stress.c $(BUILD)/pb.o build
+	$(CC) $(CFLAGS_STRICT) -D_POSIX_C_SOURCE=200809L $(CINC) $< $(BUILD)/pb.o $(CLINK) -pthread -o $@
+
+stress: $(BUILD)/stress
+	$(BUILD)/stress
+
+# Fuzz smoke runs (cargo-fuzz on stable, no sanitizer): FUZZ_SECONDS per target. Long runs:
+#   cd fuzz && cargo fuzz run -s none -O dispatch_structured -- -max_total_time=3600
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := dispatch_bytes dispatch_structured dispatch_event
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && $(CARGO) fuzz build -s none -O
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  if [ -d fuzz/regressions/$$t ]; then (cd fuzz && $(CARGO) fuzz run -s none -O $$t regressions/$$t -- -runs=0); fi; \
+	  (cd fuzz && $(CARGO) fuzz run -s none -O $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 > ../$(BUILD)/fuzz-$$t.log 2>&1) \
+	    || { tail -40 $(BUILD)/fuzz-$$t.log; echo "fuzz target $$t failed; crash input under fuzz/artifacts/$$t"; exit 1; }; \
+	  echo "$$t: $$(grep -h 'stat::number_of_executed_units' $(BUILD)/fuzz-$$t.log | awk '{print $$2}') executions, no crash"; \
+	done
+
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked -p coprocess
 
 test: setup
-	$(MAKE) rust-test check-header check-symbols ctest valgrind examples doc
+	$(MAKE) rust-test check-header check-symbols ctest valgrind examples doc stress fuzz
 
 # pkg-config file for in-tree builds (cgo: PKG_CONFIG_PATH=$(CURDIR)/build/pkgconfig).
 pc: build

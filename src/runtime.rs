@@ -25,12 +25,29 @@ use std::sync::Arc;
 
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// The environment variable limiting the size of an accepted Object or event JSON.
+pub const MAX_MESSAGE_ENV: &str = "COPROCESS_MAX_MESSAGE_BYTES";
+/// The default limit: 64 MiB, far above any request the gateway forwards to a plugin.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The message size limit from `COPROCESS_MAX_MESSAGE_BYTES` (unset or empty: the default).
+fn max_message_bytes() -> Result<usize, String> {
+    match std::env::var(MAX_MESSAGE_ENV) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{MAX_MESSAGE_ENV} must be a positive number of bytes")),
+        },
+        _ => Ok(DEFAULT_MAX_MESSAGE_BYTES),
+    }
+}
+
 /// Per-API cache entries kept per thread before the cache is cleared.
 const API_CACHE_LIMIT: usize = 256;
 
 /// One consistent configuration: the global sections and every instance built from them.
 struct State {
     generation: u64,
+    max_message_bytes: usize,
     global_instances: BTreeMap<String, MiddlewareInstance>,
     default_instances: BTreeMap<&'static str, MiddlewareInstance>,
     events: BTreeMap<&'static str, EventInstance>,
@@ -64,10 +81,12 @@ impl Runtime {
     /// missing or broken file leaves an empty global configuration and logs the error
     /// through the host at level error.
     pub fn new(registry: Registry, host: Arc<dyn Host>, source: ConfigSource) -> Self {
-        let loaded = source.load().and_then(|sections| build_state(&registry, &*host, &sections, true));
+        let loaded = source.load().and_then(|sections| build_state(&registry, &*host, &sections, true)).and_then(with_limit);
         let state = loaded.unwrap_or_else(|e| {
             host.log(LogLevel::Error, &format!("coprocess: {e}; running with an empty global configuration"));
-            build_state(&registry, &*host, &Sections::new(), false).expect("empty configuration always builds")
+            let mut empty = build_state(&registry, &*host, &Sections::new(), false).expect("empty configuration always builds");
+            empty.max_message_bytes = max_message_bytes().unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+            empty
         });
         let state = Arc::new(state);
         Runtime { registry, host, source, state: ArcSwap::new(state.clone()), reload_lock: Mutex::new(state) }
@@ -92,6 +111,7 @@ impl Runtime {
             .source
             .load()
             .and_then(|sections| build_state(&self.registry, &*self.host, &sections, true))
+            .and_then(with_limit)
             .map_err(|e| Error::new(Code::Config, format!("reload failed, previous configuration kept: {e}")))?;
         let state = Arc::new(state);
         self.state.store(state.clone());
@@ -102,8 +122,17 @@ impl Runtime {
         Ok(())
     }
 
+    fn check_size(&self, len: usize) -> Result<(), Error> {
+        let max = self.state.load().max_message_bytes;
+        if len > max {
+            return Err(Error::new(Code::InvalidInput, format!("message of {len} bytes exceeds the limit of {max} bytes ({MAX_MESSAGE_ENV})")));
+        }
+        Ok(())
+    }
+
     /// Dispatch one serialised Object; returns the serialised answer.
     pub fn dispatch(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
+        self.check_size(input.len())?;
         let object = Object::decode(input)
             .map_err(|e| Error::new(Code::InvalidInput, format!("bytes are not a valid coprocess.Object: {e}")))?;
         let ctx = self.run(&object)?;
@@ -172,6 +201,7 @@ impl Runtime {
 
     /// Run the event handler named in the gateway's event JSON.
     pub fn dispatch_event(&self, json: &[u8]) -> Result<(), Error> {
+        self.check_size(json.len())?;
         let raw = std::str::from_utf8(json).map_err(|e| Error::new(Code::InvalidInput, format!("event JSON is not UTF-8: {e}")))?;
         let envelope: Envelope = serde_json::from_str(raw).map_err(|e| {
             Error::new(Code::InvalidInput, format!("not valid event JSON: {}", crate::error::redact_quoted_values(&e.to_string())))
@@ -219,6 +249,11 @@ struct EventMessage {
     timestamp: String,
 }
 
+fn with_limit(mut state: State) -> Result<State, String> {
+    state.max_message_bytes = max_message_bytes()?;
+    Ok(state)
+}
+
 /// Build a state from global sections. With `strict`, an unknown or invalid section is an
 /// error; otherwise it is kept as a failing instance.
 fn build_state(registry: &Registry, host: &dyn Host, sections: &Sections, strict: bool) -> Result<State, String> {
@@ -255,7 +290,13 @@ fn build_state(registry: &Registry, host: &dyn Host, sections: &Sections, strict
         }
         events.insert(*name, built);
     }
-    Ok(State { generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed), global_instances, default_instances, events })
+    Ok(State {
+        generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+        max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        global_instances,
+        default_instances,
+        events,
+    })
 }
 
 struct ApiEntry {
