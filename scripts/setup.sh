@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential pkg-config git
   protobuf-c-compiler libprotobuf-c-dev   # C test harness (protobuf-c)
-  valgrind                                # memcheck run of the C harness
+  valgrind clang-14 libclang-rt-14-dev    # memcheck and ASan/LSan runs of the C harness
   protobuf-compiler golang-go golang-google-protobuf-dev golang-github-google-go-cmp-dev  # Go host
   redis-server golang-github-gomodule-redigo-dev                                        # Redis store
   openssl python3                         # independent signature verifiers in tests
