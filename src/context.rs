@@ -7,6 +7,8 @@
 //! Object mutably when a middleware needs it (always the full path).
 
 use crate::host::{Host, LogLevel};
+use crate::wire::{self, WireError};
+use std::cell::OnceCell;
 use crate::proto::{HookType, MiniRequestObject, Object, ResponseObject, SessionState};
 use prost::Message;
 use std::collections::BTreeMap;
@@ -53,22 +55,19 @@ impl Edit {
         }
     }
 
-    /// Whether appending this edit's encoding to `original` gives the same Object as applying
-    /// it: true unless it must clear a value (proto3 does not encode defaults) or replace a
-    /// message that protobuf would merge into instead.
-    fn is_additive(&self, original: &Object) -> bool {
-        let req = original.request.as_ref();
+    /// Whether appending this edit's encoding to the original gives the same Object as
+    /// applying it: true unless it must clear a value (proto3 does not encode defaults) or
+    /// replace a message that protobuf would merge into instead.
+    fn is_additive(&self, ctx: &Context<'_>) -> bool {
         match self {
             Edit::SetHeader(..) | Edit::DeleteHeader(_) | Edit::AddParam(..) | Edit::DeleteParam(_) | Edit::Metadata(..) => true,
-            Edit::SetUrl(u) => !u.is_empty() || req.is_none_or(|r| r.url.is_empty()),
-            Edit::SetMethod(m) => !m.is_empty() || req.is_none_or(|r| r.method.is_empty()),
+            Edit::SetUrl(u) => !u.is_empty() || ctx.url().is_empty(),
+            Edit::SetMethod(m) => !m.is_empty() || ctx.method().is_empty(),
             Edit::Override { code, error, body, .. } => {
-                let ro = req.and_then(|r| r.return_overrides.as_ref());
-                (*code != 0 || ro.is_none_or(|o| o.response_code == 0))
-                    && (!error.is_empty() || ro.is_none_or(|o| o.response_error.is_empty()))
-                    && (!body.is_empty() || ro.is_none_or(|o| o.response_body.is_empty()))
+                let (c, e, b) = ctx.original_overrides();
+                (*code != 0 || c == 0) && (!error.is_empty() || e.is_empty()) && (!body.is_empty() || b.is_empty())
             }
-            Edit::Session(_) => original.session.is_none(),
+            Edit::Session(_) => !ctx.has_session(),
         }
     }
 }
@@ -101,46 +100,100 @@ pub struct ApiIdentity<'a> {
     pub org_id: &'a str,
 }
 
+/// Where a context reads the Object from.
+enum Source<'a> {
+    /// An Object decoded up front (in-process callers, tests, or bytes whose request occurs
+    /// more than once and would need merging).
+    Decoded(&'a Object),
+    /// Validated wire bytes read lazily; `request` is the one occurrence of field 3. The full
+    /// Object is decoded into `lazy` only when asked for.
+    Bytes { bytes: &'a [u8], request: &'a [u8], lazy: &'a OnceCell<Object> },
+}
+
 /// The per-call context handed to a middleware: read access to the Object, the edit
 /// recorder, the API identity and the host callbacks.
 pub struct Context<'a> {
-    input: &'a Object,
+    source: Source<'a>,
     hook_name: &'a str,
     host: &'a dyn Host,
     edits: Vec<Edit>,
     working: Option<Box<Object>>,
 }
 
+const OBJ_HOOK_TYPE: u32 = 1;
+const OBJ_HOOK_NAME: u32 = 2;
+const OBJ_REQUEST: u32 = 3;
+const OBJ_SESSION: u32 = 4;
+const OBJ_METADATA: u32 = 5;
+const OBJ_SPEC: u32 = 6;
+const REQ_HEADERS: u32 = 1;
+const REQ_BODY: u32 = 4;
+const REQ_URL: u32 = 5;
+const REQ_PARAMS: u32 = 6;
+const REQ_RETURN_OVERRIDES: u32 = 10;
+const REQ_METHOD: u32 = 11;
+const REQ_REQUEST_URI: u32 = 12;
+const REQ_SCHEME: u32 = 13;
+const REQ_RAW_BODY: u32 = 14;
+
 impl<'a> Context<'a> {
-    /// A context over a decoded Object. The runtime builds these; tests may too.
+    /// A context over a decoded Object. In-process callers and tests use this; the runtime
+    /// uses [`Context::from_bytes`].
     pub fn new(input: &'a Object, host: &'a dyn Host) -> Self {
-        Context { input, hook_name: &input.hook_name, host, edits: Vec::new(), working: None }
+        Context { source: Source::Decoded(input), hook_name: &input.hook_name, host, edits: Vec::new(), working: None }
+    }
+
+    /// A context over serialised Object bytes, validated here as strictly as a full decode
+    /// but read lazily. `lazy` receives the decoded Object if anything asks for it whole.
+    pub fn from_bytes(bytes: &'a [u8], lazy: &'a OnceCell<Object>, host: &'a dyn Host) -> Result<Self, WireError> {
+        wire::validate(bytes)?;
+        let source = match wire::count(bytes, OBJ_REQUEST) {
+            0 => Source::Bytes { bytes, request: &[], lazy },
+            1 => Source::Bytes { bytes, request: wire::last_len(bytes, OBJ_REQUEST).unwrap_or(&[]), lazy },
+            _ => Source::Decoded(lazy.get_or_init(|| Object::decode(bytes).expect("validated bytes decode"))),
+        };
+        let hook_name = match source {
+            Source::Decoded(obj) => obj.hook_name.as_str(),
+            Source::Bytes { .. } => wire::last_str(bytes, OBJ_HOOK_NAME),
+        };
+        Ok(Context { source, hook_name, host, edits: Vec::new(), working: None })
     }
 
     // ---- Reads (the Object as the gateway sent it) ----
 
-    /// The hook type of this call.
+    /// The hook type of this call (`Unknown` for a value outside the enum).
     pub fn hook_type(&self) -> HookType {
-        HookType::try_from(self.input.hook_type).unwrap_or(HookType::Unknown)
+        HookType::try_from(self.hook_type_raw()).unwrap_or(HookType::Unknown)
+    }
+
+    /// The hook type as sent, including values outside the enum.
+    pub fn hook_type_raw(&self) -> i32 {
+        match self.source {
+            Source::Decoded(o) => o.hook_type,
+            Source::Bytes { bytes, .. } => wire::last_varint(bytes, OBJ_HOOK_TYPE) as i32,
+        }
     }
 
     /// The hook name (`Name` or `Name:instance`).
-    pub fn hook_name(&self) -> &str {
+    pub fn hook_name(&self) -> &'a str {
         self.hook_name
     }
 
     /// The API's identity (`spec["APIID"]`, `spec["OrgID"]`).
-    pub fn api(&self) -> ApiIdentity<'_> {
+    pub fn api(&self) -> ApiIdentity<'a> {
         ApiIdentity { api_id: self.spec("APIID").unwrap_or(""), org_id: self.spec("OrgID").unwrap_or("") }
     }
 
     /// A value of the Object's `spec` map.
-    pub fn spec(&self, key: &str) -> Option<&str> {
-        self.input.spec.get(key).map(String::as_str)
+    pub fn spec(&self, key: &str) -> Option<&'a str> {
+        match self.source {
+            Source::Decoded(o) => o.spec.get(key).map(String::as_str),
+            Source::Bytes { bytes, .. } => wire::map_get(bytes, OBJ_SPEC, key),
+        }
     }
 
     /// The host callbacks (events, logging, store).
-    pub fn host(&self) -> &dyn Host {
+    pub fn host(&self) -> &'a dyn Host {
         self.host
     }
 
@@ -149,77 +202,150 @@ impl<'a> Context<'a> {
         self.host.log(level, message)
     }
 
-    fn req(&self) -> Option<&'a MiniRequestObject> {
-        self.input.request.as_ref()
-    }
-
-    /// A request header from `request.headers`, matched case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&'a str> {
-        let headers = &self.req()?.headers;
-        if let Some(v) = headers.get(name) {
-            return Some(v);
+    /// A string field of the request.
+    fn req_str(&self, field: u32, get: fn(&MiniRequestObject) -> &str) -> &'a str {
+        match self.source {
+            Source::Decoded(o) => o.request.as_ref().map_or("", get),
+            Source::Bytes { request, .. } => wire::last_str(request, field),
         }
-        headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    /// All request headers as the gateway sent them (`request.headers`).
+    /// A request header from `request.headers`, matched case-insensitively (an exact match
+    /// wins; otherwise the first matching name in byte order).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        match self.source {
+            Source::Decoded(o) => {
+                let headers = &o.request.as_ref()?.headers;
+                if let Some(v) = headers.get(name) {
+                    return Some(v);
+                }
+                headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+            }
+            Source::Bytes { request, .. } => wire::map_get_ignore_case(request, REQ_HEADERS, name),
+        }
+    }
+
+    /// All request headers as the gateway sent them (`request.headers`). Decodes the Object.
     pub fn headers(&self) -> &'a BTreeMap<String, String> {
         static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-        self.req().map_or(&EMPTY, |r| &r.headers)
+        self.object().request.as_ref().map_or(&EMPTY, |r| &r.headers)
+    }
+
+    /// Every request header as (name, value) in wire order, without decoding the Object.
+    /// A name sent twice appears twice; the later one is what the gateway meant.
+    pub fn header_pairs(&self) -> Vec<(&'a str, &'a str)> {
+        match self.source {
+            Source::Decoded(o) => o.request.as_ref().map_or_else(Vec::new, |r| r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
+            Source::Bytes { request, .. } => wire::map_entries(request, REQ_HEADERS).collect(),
+        }
     }
 
     /// A query parameter from `request.params`.
     pub fn param(&self, name: &str) -> Option<&'a str> {
-        self.req()?.params.get(name).map(String::as_str)
+        match self.source {
+            Source::Decoded(o) => o.request.as_ref()?.params.get(name).map(String::as_str),
+            Source::Bytes { request, .. } => wire::map_get(request, REQ_PARAMS, name),
+        }
     }
 
     /// The request method (`request.method`).
     pub fn method(&self) -> &'a str {
-        self.req().map_or("", |r| r.method.as_str())
+        self.req_str(REQ_METHOD, |r| &r.method)
     }
 
     /// The URL going upstream, path and query (`request.url`).
     pub fn url(&self) -> &'a str {
-        self.req().map_or("", |r| r.url.as_str())
+        self.req_str(REQ_URL, |r| &r.url)
     }
 
     /// The path and query as the client sent them (`request.request_uri`).
     pub fn request_uri(&self) -> &'a str {
-        self.req().map_or("", |r| r.request_uri.as_str())
+        self.req_str(REQ_REQUEST_URI, |r| &r.request_uri)
     }
 
     /// The scheme (`request.scheme`).
     pub fn scheme(&self) -> &'a str {
-        self.req().map_or("", |r| r.scheme.as_str())
+        self.req_str(REQ_SCHEME, |r| &r.scheme)
     }
 
     /// The request body (`request.raw_body`, or `request.body` when raw_body is empty).
     pub fn body(&self) -> &'a [u8] {
-        match self.req() {
-            Some(r) if !r.raw_body.is_empty() => &r.raw_body,
-            Some(r) => r.body.as_bytes(),
-            None => &[],
+        match self.source {
+            Source::Decoded(o) => match o.request.as_ref() {
+                Some(r) if !r.raw_body.is_empty() => &r.raw_body,
+                Some(r) => r.body.as_bytes(),
+                None => &[],
+            },
+            Source::Bytes { request, .. } => match wire::last_len(request, REQ_RAW_BODY) {
+                Some(raw) if !raw.is_empty() => raw,
+                _ => wire::last_str(request, REQ_BODY).as_bytes(),
+            },
         }
     }
 
-    /// The session (sent for PostKeyAuth, Post and Response hooks).
+    /// Whether the gateway sent a session (PostKeyAuth, Post and Response hooks).
+    pub fn has_session(&self) -> bool {
+        match self.source {
+            Source::Decoded(o) => o.session.is_some(),
+            Source::Bytes { bytes, .. } => wire::count(bytes, OBJ_SESSION) > 0,
+        }
+    }
+
+    /// The session (sent for PostKeyAuth, Post and Response hooks). Decodes the Object.
     pub fn session(&self) -> Option<&'a SessionState> {
-        self.input.session.as_ref()
+        if !self.has_session() {
+            return None;
+        }
+        self.object().session.as_ref()
     }
 
     /// A value of the Object's `metadata` map.
     pub fn metadata(&self, key: &str) -> Option<&'a str> {
-        self.input.metadata.get(key).map(String::as_str)
+        match self.source {
+            Source::Decoded(o) => o.metadata.get(key).map(String::as_str),
+            Source::Bytes { bytes, .. } => wire::map_get(bytes, OBJ_METADATA, key),
+        }
     }
 
-    /// The upstream response (Response hooks only).
+    /// The upstream response (Response hooks only). Decodes the Object.
     pub fn response(&self) -> Option<&'a ResponseObject> {
-        self.input.response.as_ref()
+        self.object().response.as_ref()
     }
 
-    /// The whole Object as the gateway sent it.
+    /// The whole Object as the gateway sent it (decoded on first use).
     pub fn object(&self) -> &'a Object {
-        self.input
+        match self.source {
+            Source::Decoded(o) => o,
+            Source::Bytes { bytes, lazy, .. } => lazy.get_or_init(|| Object::decode(bytes).expect("validated bytes decode")),
+        }
+    }
+
+    /// `(response_code, response_error, response_body)` of the request's return overrides as
+    /// sent (merged over every occurrence).
+    fn original_overrides(&self) -> (i32, &'a str, &'a str) {
+        match self.source {
+            Source::Decoded(o) => o
+                .request
+                .as_ref()
+                .and_then(|r| r.return_overrides.as_ref())
+                .map_or((0, "", ""), |ro| (ro.response_code, ro.response_error.as_str(), ro.response_body.as_str())),
+            Source::Bytes { request, .. } => {
+                let (mut code, mut error, mut body) = (0, "", "");
+                for (f, v) in wire::Fields::new(request) {
+                    if let (REQ_RETURN_OVERRIDES, wire::Value::Len(ro)) = (f, v) {
+                        for (g, w) in wire::Fields::new(ro) {
+                            match (g, w) {
+                                (1, wire::Value::Varint(n)) => code = n as i32,
+                                (2, v) => error = wire::as_str(v).unwrap_or(""),
+                                (5, v) => body = wire::as_str(v).unwrap_or(""),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                (code, error, body)
+            }
+        }
     }
 
     // ---- Edits ----
@@ -299,7 +425,7 @@ impl<'a> Context<'a> {
     /// the answer is always built by re-encoding the Object (the full path).
     pub fn object_mut(&mut self) -> &mut Object {
         if self.working.is_none() {
-            let mut obj = Box::new(self.input.clone());
+            let mut obj = Box::new(self.object().clone());
             for e in self.edits.drain(..) {
                 e.apply(&mut obj);
             }
@@ -334,13 +460,13 @@ impl<'a> Context<'a> {
         if self.edits.is_empty() && allow_append {
             return input_bytes.to_vec();
         }
-        if allow_append && self.edits.iter().all(|e| e.is_additive(self.input)) {
+        if allow_append && self.edits.iter().all(|e| e.is_additive(&self)) {
             let mut out = Vec::with_capacity(input_bytes.len() + 64);
             out.extend_from_slice(input_bytes);
             encode_delta(self.edits, &mut out);
             return out;
         }
-        let mut obj = self.input.clone();
+        let mut obj = self.object().clone();
         for e in self.edits {
             e.apply(&mut obj);
         }
@@ -352,7 +478,7 @@ impl<'a> Context<'a> {
         if let Some(obj) = self.working {
             return *obj;
         }
-        let mut obj = self.input.clone();
+        let mut obj = self.object().clone();
         for e in self.edits {
             e.apply(&mut obj);
         }

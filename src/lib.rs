@@ -22,6 +22,7 @@ pub mod registry;
 pub mod runtime;
 mod sdk;
 pub mod testing;
+pub mod wire;
 
 #[cfg(feature = "builtins")]
 pub mod builtins;

@@ -15,9 +15,8 @@ use crate::proto::{HookType, Object};
 use crate::registry::{DynMiddleware, Event, EventInstance, MiddlewareEntry, MiddlewareInstance, Registry, Setup};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use prost::Message;
 use serde_json::Value;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,19 +132,19 @@ impl Runtime {
     /// Dispatch one serialised Object; returns the serialised answer.
     pub fn dispatch(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
         self.check_size(input.len())?;
-        let object = Object::decode(input)
+        let lazy = OnceCell::new();
+        let ctx = Context::from_bytes(input, &lazy, &*self.host)
             .map_err(|e| Error::new(Code::InvalidInput, format!("bytes are not a valid coprocess.Object: {e}")))?;
-        let ctx = self.run(&object)?;
-        Ok(ctx.into_answer(input))
+        Ok(self.run(ctx)?.into_answer(input))
     }
 
     /// Dispatch a decoded Object; returns the resulting Object (for in-process callers/tests).
     pub fn dispatch_object(&self, object: &Object) -> Result<Object, Error> {
-        Ok(self.run(object)?.into_object())
+        Ok(self.run(Context::new(object, &*self.host))?.into_object())
     }
 
-    fn lookup(&self, object: &Object) -> Result<(&MiddlewareEntry, &'static str), Error> {
-        let hook_name = object.hook_name.as_str();
+    fn lookup(&self, ctx: &Context<'_>) -> Result<(&MiddlewareEntry, &'static str), Error> {
+        let hook_name = ctx.hook_name();
         if hook_name.is_empty() {
             return Err(Error::new(Code::NotFound, "the Object has no hook_name"));
         }
@@ -154,24 +153,25 @@ impl Runtime {
             .middleware
             .get_key_value(base_name(hook_name))
             .ok_or_else(|| Error::new(Code::NotFound, format!("no middleware registered under {:?}", base_name(hook_name))))?;
-        let hook_type = HookType::try_from(object.hook_type).ok();
+        let raw = ctx.hook_type_raw();
+        let hook_type = HookType::try_from(raw).ok();
         match hook_type {
             Some(t) if entry.hooks.contains(&t) => Ok((entry, name)),
             _ => Err(Error::new(
                 Code::NotFound,
                 format!(
                     "middleware {name:?} does not serve hook type {}",
-                    hook_type.map_or_else(|| object.hook_type.to_string(), |t| t.name().to_string())
+                    hook_type.map_or_else(|| raw.to_string(), |t| t.name().to_string())
                 ),
             )),
         }
     }
 
-    fn run<'o>(&'o self, object: &'o Object) -> Result<Context<'o>, Error> {
-        let (entry, name) = self.lookup(object)?;
+    fn run<'o>(&'o self, mut ctx: Context<'o>) -> Result<Context<'o>, Error> {
+        let (entry, name) = self.lookup(&ctx)?;
         let state = self.state.load();
-        let hook_name = object.hook_name.as_str();
-        let per_api = match object.spec.get("config_data").filter(|s| !s.is_empty()) {
+        let hook_name = ctx.hook_name();
+        let per_api = match ctx.spec("config_data").filter(|s| !s.is_empty()) {
             Some(config_data) => per_api_instance(&state, config_data, hook_name, name, entry, &*self.host)?,
             None => None,
         };
@@ -191,7 +191,6 @@ impl Runtime {
             (None, Some(Err(e))) => return Err(config_error(e)),
             (None, None) => unreachable!("one of per-API and global is chosen"),
         };
-        let mut ctx = Context::new(object, &*self.host);
         match catch_unwind(AssertUnwindSafe(|| instance.handle(&mut ctx))) {
             Ok(Ok(())) => Ok(ctx),
             Ok(Err(e)) => Err(Error::new(Code::Middleware, format!("middleware {hook_name:?} failed: {e}"))),

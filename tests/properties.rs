@@ -159,7 +159,8 @@ proptest! {
     fn append_path_equals_full_path(obj in object(), ops in vec(op(), 0..8)) {
         let host = FakeHost::new();
         let bytes = obj.encode_to_vec();
-        let mut fast = Context::new(&obj, &host);
+        let lazy = std::cell::OnceCell::new();
+        let mut fast = Context::from_bytes(&bytes, &lazy, &host).unwrap();
         apply(&mut fast, &ops);
         let fast = fast.answer(&bytes, true);
         let mut full = Context::new(&obj, &host);
@@ -170,6 +171,46 @@ proptest! {
         let full = full.answer(&bytes, false);
         prop_assert_eq!(Object::decode(&fast[..]).unwrap(), expected.clone());
         prop_assert_eq!(Object::decode(&full[..]).unwrap(), expected);
+    }
+
+    #[test]
+    fn lazy_reads_equal_decoded_reads(obj in object(), names in vec(text(), 0..4), split in any::<bool>()) {
+        let host = FakeHost::new();
+        let mut bytes = obj.encode_to_vec();
+        if split {
+            // The same Object with a second, empty request occurrence appended: protobuf merges
+            // it, so every read must be unchanged (the context falls back to decoding).
+            bytes.extend_from_slice(&[0x1a, 0x00]);
+        }
+        let lazy = std::cell::OnceCell::new();
+        let from_bytes = Context::from_bytes(&bytes, &lazy, &host).unwrap();
+        let mut expected = obj.clone();
+        if split { expected.request.get_or_insert_with(Default::default); }
+        let decoded = Context::new(&expected, &host);
+        prop_assert_eq!(from_bytes.hook_type_raw(), decoded.hook_type_raw());
+        prop_assert_eq!(from_bytes.hook_name(), decoded.hook_name());
+        prop_assert_eq!(from_bytes.method(), decoded.method());
+        prop_assert_eq!(from_bytes.url(), decoded.url());
+        prop_assert_eq!(from_bytes.request_uri(), decoded.request_uri());
+        prop_assert_eq!(from_bytes.scheme(), decoded.scheme());
+        prop_assert_eq!(from_bytes.body(), decoded.body());
+        prop_assert_eq!(from_bytes.has_session(), decoded.has_session());
+        prop_assert_eq!(from_bytes.api().api_id, decoded.api().api_id);
+        let mut probe: Vec<String> = names.clone();
+        if let Some(r) = &expected.request {
+            probe.extend(r.headers.keys().cloned());
+            probe.extend(r.headers.keys().map(|k| k.to_ascii_uppercase()));
+            probe.extend(r.params.keys().cloned());
+        }
+        probe.extend(expected.spec.keys().cloned());
+        probe.extend(expected.metadata.keys().cloned());
+        for n in &probe {
+            prop_assert_eq!(from_bytes.header(n), decoded.header(n), "header {:?}", n);
+            prop_assert_eq!(from_bytes.param(n), decoded.param(n));
+            prop_assert_eq!(from_bytes.spec(n), decoded.spec(n));
+            prop_assert_eq!(from_bytes.metadata(n), decoded.metadata(n));
+        }
+        prop_assert_eq!(from_bytes.object(), &expected);
     }
 
     #[test]

@@ -1,0 +1,368 @@
+//! Reading the `coprocess.Object` wire format without decoding it.
+//!
+//! [`validate`] checks bytes against the schema exactly as strictly as a prost decode (the
+//! differential fuzz target `wire_validate` holds them to that), without allocating. The
+//! field readers then walk validated bytes lazily, so a middleware that reads three headers
+//! pays for three scans of the request, not for building every map of the Object.
+
+use std::fmt;
+
+/// Why bytes are not a valid Object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError(pub &'static str);
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// One field value as it appears on the wire.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// Wire type 0.
+    Varint(u64),
+    /// Wire type 1.
+    Fixed64(u64),
+    /// Wire type 2.
+    Len(&'a [u8]),
+    /// Wire type 5.
+    Fixed32(u32),
+    /// A group (wire types 3..4), skipped whole; only unknown fields may be groups.
+    Group,
+}
+
+fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let Some((&b, rest)) = buf.split_first() else {
+            return Err(WireError("truncated varint"));
+        };
+        *buf = rest;
+        if i == 9 && b > 1 {
+            return Err(WireError("invalid varint"));
+        }
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            return Ok(value);
+        }
+    }
+    Err(WireError("invalid varint"))
+}
+
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], WireError> {
+    if buf.len() < n {
+        return Err(WireError("field runs past the end of the message"));
+    }
+    let (head, rest) = buf.split_at(n);
+    *buf = rest;
+    Ok(head)
+}
+
+/// Read one tag: (field number, wire type).
+fn key(buf: &mut &[u8]) -> Result<(u32, u8), WireError> {
+    let k = varint(buf)?;
+    if k > u64::from(u32::MAX) {
+        return Err(WireError("invalid key value"));
+    }
+    let wire = (k & 7) as u8;
+    if wire > 5 {
+        return Err(WireError("invalid wire type"));
+    }
+    let field = (k >> 3) as u32;
+    if field == 0 {
+        return Err(WireError("invalid tag value: 0"));
+    }
+    Ok((field, wire))
+}
+
+/// Skip a group whose start tag was already read, up to its matching end tag.
+fn skip_group(buf: &mut &[u8], field: u32, depth: u32) -> Result<(), WireError> {
+    if depth == 0 {
+        return Err(WireError("recursion limit reached"));
+    }
+    loop {
+        if buf.is_empty() {
+            return Err(WireError("unterminated group"));
+        }
+        let (f, w) = key(buf)?;
+        if w == 4 {
+            return if f == field { Ok(()) } else { Err(WireError("unexpected end group tag")) };
+        }
+        value(buf, f, w, depth - 1)?;
+    }
+}
+
+fn value<'a>(buf: &mut &'a [u8], field: u32, wire: u8, depth: u32) -> Result<Value<'a>, WireError> {
+    Ok(match wire {
+        0 => Value::Varint(varint(buf)?),
+        1 => Value::Fixed64(u64::from_le_bytes(take(buf, 8)?.try_into().expect("8 bytes"))),
+        2 => {
+            let n = varint(buf)?;
+            let n = usize::try_from(n).map_err(|_| WireError("length too large"))?;
+            Value::Len(take(buf, n)?)
+        }
+        3 => {
+            skip_group(buf, field, depth)?;
+            Value::Group
+        }
+        4 => return Err(WireError("unexpected end group tag")),
+        5 => Value::Fixed32(u32::from_le_bytes(take(buf, 4)?.try_into().expect("4 bytes"))),
+        _ => return Err(WireError("invalid wire type")),
+    })
+}
+
+/// Iterates the fields of one message. Stops at the first malformed field (after
+/// [`validate`] there is none).
+#[derive(Clone)]
+pub struct Fields<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    /// The fields of a message's bytes.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Fields { buf }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (u32, Value<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let parsed = key(&mut self.buf).and_then(|(f, w)| value(&mut self.buf, f, w, 100).map(|v| (f, v)));
+        match parsed {
+            Ok(item) => Some(item),
+            Err(_) => {
+                self.buf = &[];
+                None
+            }
+        }
+    }
+}
+
+// ---- The schema, as far as validation needs it ----
+
+#[derive(Clone, Copy)]
+enum Msg {
+    Object,
+    Request,
+    ReturnOverrides,
+    Response,
+    Header,
+    Session,
+    AccessDefinition,
+    AccessSpec,
+    StrOnly2, // BasicAuthData: two strings
+    StrOnly1, // JWTData: one string
+    Monitor,
+    MapStrStr,
+    MapStrAccess,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Varint,
+    Double,
+    Str,
+    Bytes,
+    Msg(Msg),
+    /// `repeated double`: unpacked (fixed64) or packed (length-delimited).
+    RepDouble,
+}
+
+fn kind(msg: Msg, field: u32) -> Option<Kind> {
+    use Kind::*;
+    let map = Msg(self::Msg::MapStrStr);
+    Some(match (msg, field) {
+        (self::Msg::Object, 1) => Varint,
+        (self::Msg::Object, 2) => Str,
+        (self::Msg::Object, 3) => Msg(self::Msg::Request),
+        (self::Msg::Object, 4) => Msg(self::Msg::Session),
+        (self::Msg::Object, 5 | 6) => map,
+        (self::Msg::Object, 7) => Msg(self::Msg::Response),
+
+        (self::Msg::Request, 1 | 2 | 6 | 7 | 8) => map,
+        (self::Msg::Request, 3 | 4 | 5 | 9 | 11 | 12 | 13) => Str,
+        (self::Msg::Request, 10) => Msg(self::Msg::ReturnOverrides),
+        (self::Msg::Request, 14) => Bytes,
+
+        (self::Msg::ReturnOverrides, 1 | 4) => Varint,
+        (self::Msg::ReturnOverrides, 2 | 5) => Str,
+        (self::Msg::ReturnOverrides, 3) => map,
+
+        (self::Msg::Response, 1) => Varint,
+        (self::Msg::Response, 2) => Bytes,
+        (self::Msg::Response, 3) => Str,
+        (self::Msg::Response, 4) => map,
+        (self::Msg::Response, 5) => Msg(self::Msg::Header),
+
+        (self::Msg::Header, 1 | 2) => Str,
+
+        (self::Msg::Session, 1 | 5 | 6 | 7 | 8 | 9 | 16 | 18 | 20 | 22 | 27 | 28 | 31 | 34) => Varint,
+        (self::Msg::Session, 2 | 3 | 4) => Double,
+        (self::Msg::Session, 10) => Msg(self::Msg::MapStrAccess),
+        (self::Msg::Session, 11 | 12 | 17 | 19 | 24 | 25 | 26 | 29 | 30 | 32 | 33) => Str,
+        (self::Msg::Session, 13 | 23) => map,
+        (self::Msg::Session, 14) => Msg(self::Msg::StrOnly2),
+        (self::Msg::Session, 15) => Msg(self::Msg::StrOnly1),
+        (self::Msg::Session, 21) => Msg(self::Msg::Monitor),
+
+        (self::Msg::AccessDefinition, 1 | 2 | 3) => Str,
+        (self::Msg::AccessDefinition, 4) => Msg(self::Msg::AccessSpec),
+        (self::Msg::AccessSpec, 1 | 2) => Str,
+        (self::Msg::StrOnly2, 1 | 2) => Str,
+        (self::Msg::StrOnly1, 1) => Str,
+        (self::Msg::Monitor, 1) => RepDouble,
+
+        (self::Msg::MapStrStr, 1 | 2) => Str,
+        (self::Msg::MapStrAccess, 1) => Str,
+        (self::Msg::MapStrAccess, 2) => Msg(self::Msg::AccessDefinition),
+        _ => return None,
+    })
+}
+
+fn validate_message(mut buf: &[u8], msg: Msg, depth: u32) -> Result<(), WireError> {
+    if depth == 0 {
+        return Err(WireError("recursion limit reached"));
+    }
+    while !buf.is_empty() {
+        let (field, wire) = key(&mut buf)?;
+        let v = value(&mut buf, field, wire, depth - 1)?;
+        let Some(kind) = kind(msg, field) else {
+            continue; // unknown fields are skipped, whatever their (valid) wire type
+        };
+        match (kind, v) {
+            (Kind::Varint, Value::Varint(_)) | (Kind::Double, Value::Fixed64(_)) | (Kind::Bytes, Value::Len(_)) => {}
+            (Kind::RepDouble, Value::Fixed64(_)) => {}
+            (Kind::RepDouble, Value::Len(b)) if b.len() % 8 == 0 => {}
+            (Kind::RepDouble, Value::Len(_)) => return Err(WireError("invalid packed length")),
+            (Kind::Str, Value::Len(b)) => {
+                std::str::from_utf8(b).map_err(|_| WireError("invalid string value: data is not UTF-8 encoded"))?;
+            }
+            (Kind::Msg(m), Value::Len(b)) => validate_message(b, m, depth - 1)?,
+            _ => return Err(WireError("invalid wire type for a known field")),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `bytes` decode as a `coprocess.Object`, with the same verdict as prost.
+pub fn validate(bytes: &[u8]) -> Result<(), WireError> {
+    validate_message(bytes, Msg::Object, 100)
+}
+
+// ---- Readers over validated bytes ----
+
+/// The string in a length-delimited value (validated bytes are UTF-8).
+pub fn as_str(v: Value<'_>) -> Option<&str> {
+    match v {
+        Value::Len(b) => std::str::from_utf8(b).ok(),
+        _ => None,
+    }
+}
+
+/// The last occurrence of a length-delimited field.
+pub fn last_len(buf: &[u8], field: u32) -> Option<&[u8]> {
+    Fields::new(buf).filter(|(f, _)| *f == field).filter_map(|(_, v)| if let Value::Len(b) = v { Some(b) } else { None }).last()
+}
+
+/// The last occurrence of a string field ("" when absent, as prost decodes it).
+pub fn last_str(buf: &[u8], field: u32) -> &str {
+    last_len(buf, field).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+}
+
+/// The last occurrence of a varint field (0 when absent).
+pub fn last_varint(buf: &[u8], field: u32) -> u64 {
+    Fields::new(buf).filter(|(f, _)| *f == field).filter_map(|(_, v)| if let Value::Varint(n) = v { Some(n) } else { None }).last().unwrap_or(0)
+}
+
+/// How many times a field occurs.
+pub fn count(buf: &[u8], field: u32) -> usize {
+    Fields::new(buf).filter(|(f, _)| *f == field).count()
+}
+
+/// The key and value of one `map<string, string>` entry.
+pub fn map_entry(entry: &[u8]) -> (&str, &str) {
+    let (mut k, mut v) = ("", "");
+    for (f, val) in Fields::new(entry) {
+        match (f, as_str(val)) {
+            (1, Some(s)) => k = s,
+            (2, Some(s)) => v = s,
+            _ => {}
+        }
+    }
+    (k, v)
+}
+
+/// The entries of a `map<string, string>` field, in wire order (later entries win).
+pub fn map_entries(buf: &[u8], field: u32) -> impl Iterator<Item = (&str, &str)> {
+    Fields::new(buf).filter(move |(f, _)| *f == field).filter_map(|(_, v)| if let Value::Len(b) = v { Some(map_entry(b)) } else { None })
+}
+
+/// A map value by exact key (the last entry wins, as in a decoded map).
+pub fn map_get<'a>(buf: &'a [u8], field: u32, key: &str) -> Option<&'a str> {
+    map_entries(buf, field).filter(|(k, _)| *k == key).map(|(_, v)| v).last()
+}
+
+/// A map value matched case-insensitively with the same answer a decoded `BTreeMap` gives to
+/// "exact key, else the first key in order that matches ignoring ASCII case".
+pub fn map_get_ignore_case<'a>(buf: &'a [u8], field: u32, key: &str) -> Option<&'a str> {
+    let mut exact = None;
+    let mut best: Option<(&str, &str)> = None;
+    for (k, v) in map_entries(buf, field) {
+        if k == key {
+            exact = Some(v);
+        } else if k.eq_ignore_ascii_case(key) {
+            match best {
+                Some((bk, _)) if bk < k => {}
+                _ => best = Some((k, v)),
+            }
+        }
+    }
+    exact.or(best.map(|(_, v)| v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{MiniRequestObject, Object};
+    use prost::Message;
+
+    #[test]
+    fn agrees_with_prost_on_simple_cases() {
+        let mut req = MiniRequestObject { method: "GET".into(), ..Default::default() };
+        req.headers.insert("A".into(), "1".into());
+        let obj = Object { hook_name: "X".into(), request: Some(req), ..Default::default() };
+        let bytes = obj.encode_to_vec();
+        assert!(validate(&bytes).is_ok());
+        for cut in 0..bytes.len() {
+            assert_eq!(validate(&bytes[..cut]).is_ok(), Object::decode(&bytes[..cut]).is_ok(), "cut at {cut}");
+        }
+        // hook_name with invalid UTF-8.
+        let bad = [0x12, 0x01, 0xff];
+        assert!(validate(&bad).is_err() && Object::decode(&bad[..]).is_err());
+        // Unknown fields of every wire type are skipped.
+        let unknown = [0x78, 0x01, 0x81, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0x8a, 0x01, 0x00, 0x95, 0x01, 1, 2, 3, 4];
+        assert!(validate(&unknown).is_ok() && Object::decode(&unknown[..]).is_ok());
+        // A known field with the wrong wire type.
+        let wrong = [0x08, 0x00, 0x10, 0x01];
+        assert_eq!(validate(&wrong).is_ok(), Object::decode(&wrong[..]).is_ok());
+    }
+
+    #[test]
+    fn case_insensitive_lookup_matches_btreemap_semantics() {
+        let mut req = MiniRequestObject::default();
+        for (k, v) in [("date", "1"), ("DATE", "2"), ("Date", "3"), ("x", "4")] {
+            req.headers.insert(k.into(), v.into());
+        }
+        let bytes = req.encode_to_vec();
+        for key in ["Date", "date", "DATE", "dAtE", "X", "nope"] {
+            let decoded = req.headers.get(key).or_else(|| req.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v));
+            assert_eq!(map_get_ignore_case(&bytes, 1, key), decoded.map(String::as_str), "{key}");
+        }
+    }
+}
