@@ -67,6 +67,11 @@ char *TykGetData(char *key);
 #define COPROCESS_ERR_CONFIG -5
 
 /*
+ The smallest RSA modulus accepted, in bits.
+ */
+#define MIN_RSA_BITS 2048
+
+/*
  A byte buffer crossing the ABI. `length` is authoritative; no NUL terminator is assumed.
  */
 struct CoProcessMessage {
