@@ -296,7 +296,9 @@ fn date_is_added_when_missing_or_empty_and_signed() {
 fn configured_header_list_rules() {
     let (rt, _) = runtime(json!({}));
     let mut v = Verifier::new("configured-list");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    // (configured list, request headers, expected headers parameter)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         // Those present, in configured order, lower-cased; (request-target) always counts.
         (&["X-B", "(request-target)", "X-Missing", "x-a"], &[("x-a", "1"), ("X-B", "2"), ("Date", DATE)], "x-b (request-target) x-a"),
         // None present: (request-target) date.

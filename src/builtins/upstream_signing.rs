@@ -230,62 +230,74 @@ impl Middleware for UpstreamRequestSigning {
             Some(v) if !v.trim().is_empty() => None,
             _ => Some(http_date(SystemTime::now())),
         };
-        let value_of = |ctx: &Context<'_>, name: &str| -> Option<String> {
-            match (&added_date, name) {
-                (Some(d), "date") => Some(d.clone()),
-                _ => ctx.header(name).map(str::to_owned),
-            }
-        };
+        let added = added_date.as_deref();
 
-        // 2. The header list.
-        let list: Vec<String> = if self.headers.is_empty() {
-            let mut names: Vec<String> = ctx
-                .headers()
-                .keys()
-                .map(|k| k.to_ascii_lowercase())
-                .filter(|k| !k.eq_ignore_ascii_case(&self.signature_header))
-                .collect();
-            names.push("date".into());
-            names.sort_unstable();
-            names.dedup();
-            names.insert(0, REQUEST_TARGET.into());
-            names
+        // 2. The header list, as (name, value); `(request-target)` has no value.
+        let mut list: Vec<(&str, Option<&str>)> = Vec::with_capacity(self.headers.len().max(ctx.headers().len() + 2));
+        if self.headers.is_empty() {
+            // Values come from the map itself (no per-name look-up: linear in the header count).
+            for (k, v) in ctx.headers() {
+                let is_date = k.eq_ignore_ascii_case("date");
+                if !(k.eq_ignore_ascii_case(&self.signature_header) || is_date && added.is_some()) {
+                    list.push((k.as_str(), Some(v.as_str())));
+                }
+            }
+            if let Some(d) = added {
+                list.push(("date", Some(d)));
+            }
+            // Stable: of names differing only in case, the first in map order is kept.
+            list.sort_by(|a, b| a.0.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.0.bytes().map(|c| c.to_ascii_lowercase())));
+            list.dedup_by(|later, earlier| later.0.eq_ignore_ascii_case(earlier.0));
+            list.insert(0, (REQUEST_TARGET, None));
         } else {
-            let present: Vec<String> = self
-                .headers
-                .iter()
-                .filter(|h| *h == REQUEST_TARGET || value_of(ctx, h).is_some_and(|v| !v.is_empty()))
-                .cloned()
-                .collect();
-            if present.is_empty() {
-                vec![REQUEST_TARGET.into(), "date".into()]
-            } else {
-                present
+            for h in &self.headers {
+                if h == REQUEST_TARGET {
+                    list.push((REQUEST_TARGET, None));
+                    continue;
+                }
+                let value = match (h.as_str(), added) {
+                    ("date", Some(d)) => Some(d),
+                    _ => ctx.header(h),
+                };
+                if let Some(v) = value.filter(|v| !v.is_empty()) {
+                    list.push((h.as_str(), Some(v)));
+                }
             }
-        };
+            if list.is_empty() {
+                list.push((REQUEST_TARGET, None));
+                list.push(("date", Some(added.or_else(|| ctx.header("date")).unwrap_or_default())));
+            }
+        }
 
-        // 3. The signing string.
-        let mut signing = String::with_capacity(256);
-        for (i, name) in list.iter().enumerate() {
+        // 3. The signing string and the headers parameter, names lower-cased.
+        let mut signing = String::with_capacity(256 + 64 * list.len());
+        let mut names = String::with_capacity(16 * list.len());
+        for (i, (name, value)) in list.iter().enumerate() {
             if i > 0 {
                 signing.push('\n');
+                names.push(' ');
             }
-            if name == REQUEST_TARGET {
+            let Some(value) = value else {
                 let method = match ctx.method() {
                     "" => "get".to_owned(),
                     m => m.to_ascii_lowercase(),
                 };
                 let _ = write!(signing, "{REQUEST_TARGET}: {method} {}", upstream_target(ctx.url()));
+                names.push_str(REQUEST_TARGET);
                 continue;
-            }
-            let value = value_of(ctx, name).unwrap_or_default();
+            };
             let value = value.trim();
             if !is_token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                 let shown: String = name.chars().take(64).collect();
                 ctx.reject(400, format!("{UNSIGNABLE_HEADER}: {shown:?} has an invalid name or a value with CR, LF or NUL"));
                 return Ok(());
             }
-            let _ = write!(signing, "{name}: {value}");
+            let start = names.len();
+            names.push_str(name);
+            names[start..].make_ascii_lowercase();
+            signing.push_str(&names[start..]);
+            signing.push_str(": ");
+            signing.push_str(value);
         }
 
         // 4. Sign and set the headers.
@@ -310,7 +322,7 @@ impl Middleware for UpstreamRequestSigning {
         if let Some(date) = added_date {
             ctx.set_header("Date", date);
         }
-        let value = format!("Signature {},headers=\"{}\",signature=\"{}\"", self.prefix, list.join(" "), signature);
+        let value = format!("Signature {},headers=\"{names}\",signature=\"{signature}\"", self.prefix);
         ctx.set_header(self.signature_header.as_str(), value);
         Ok(())
     }
