@@ -57,8 +57,9 @@ pub const UNSIGNABLE_HEADER: &str = "Request header cannot be signed";
 /// The smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
 
-/// Configuration of [`UpstreamRequestSigning`] (the gateway's camelCase key names).
-#[derive(Debug, serde::Deserialize)]
+/// Configuration of [`UpstreamRequestSigning`] (the gateway's camelCase key names). Not
+/// `Debug`: it holds the secret and the private key.
+#[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct UpstreamRequestSigningConfig {
     /// The header that carries the signature; "" means `Authorization`.
