@@ -53,8 +53,10 @@ fn generate_header(manifest: &Path, out: &Path) {
         println!("cargo:rerun-if-changed={}", manifest.join(f).display());
     }
     let config = cbindgen::Config::from_file(manifest.join("cbindgen.toml")).expect("cbindgen.toml");
+    // Only the boundary files: public constants elsewhere in the crate are not ABI.
     let bindings = cbindgen::Builder::new()
-        .with_crate(manifest)
+        .with_src(manifest.join("src/ffi.rs"))
+        .with_src(manifest.join("src/exports.rs"))
         .with_config(config)
         .generate()
         .expect("cbindgen could not generate include/api.h");

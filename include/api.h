@@ -67,11 +67,6 @@ char *TykGetData(char *key);
 #define COPROCESS_ERR_CONFIG -5
 
 /*
- The default limit: 64 MiB, far above any request the gateway forwards to a plugin.
- */
-#define DEFAULT_MAX_MESSAGE_BYTES (64 << 20)
-
-/*
  A byte buffer crossing the ABI. `length` is authoritative; no NUL terminator is assumed.
  */
 struct CoProcessMessage {
