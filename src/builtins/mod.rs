@@ -1,7 +1,9 @@
 //! The built-in middleware and event handlers, one file each.
 
 pub mod events;
+pub mod hmac_auth;
 pub mod inject_headers;
+pub mod signature;
 pub mod static_token;
 
 use crate::Registry;
@@ -10,6 +12,7 @@ use crate::Registry;
 pub fn register(r: &mut Registry) {
     r.middleware::<inject_headers::InjectHeaders>()
         .middleware::<static_token::StaticTokenAuth>()
+        .middleware::<hmac_auth::HmacSignatureAuth>()
         .event_handler::<events::LogEvent>()
         .event_handler::<events::RelayEvent>();
 }
