@@ -292,7 +292,8 @@ fn every_failure_gives_its_code_and_message() {
     let (rt, host) = runtime(json!({"keys": {"k1": SECRET}, "allowed_algorithms": ["hmac-sha256", "hmac-sha384", "hmac-sha512"]}));
     let good = query_escape(VECTORS[3].1);
     let sha256 = VECTORS[1].1;
-    let cases: Vec<(&str, Vec<(&str, String)>, i32, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, i32, &'a str);
+    let cases: Vec<Case> = vec![
         ("no Authorization", vec![("Date", DATE.into())], 400, BAD_REQUEST),
         ("empty Authorization", vec![("Authorization", "".into()), ("Date", DATE.into())], 400, BAD_REQUEST),
         ("no Date", vec![("Authorization", auth("k1", "hmac-sha512", &good))], 400, BAD_REQUEST),
