@@ -5,7 +5,7 @@
 //! Run: `cargo bench --bench hmac_auth -- --warm-up-time 1 --measurement-time 3`
 
 use coprocess::proto::{MiniRequestObject, ReturnOverrides};
-use coprocess::{ConfigSource, FakeHost, HookType, Object, Runtime};
+use coprocess::{ConfigSource, HookType, Host, LogLevel, MemoryStore, Object, Runtime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use prost::Message;
 use std::sync::Arc;
@@ -13,6 +13,26 @@ use std::sync::Arc;
 const DATE: &str = "Fri, 03 May 2024 12:00:42 GMT";
 /// The SPEC vector (key `c2VjcmV0`, hmac-sha512 over `date: <DATE>`), query-escaped.
 const SIG: &str = "9kwBK%2FyrjbSHJDI7INAhBmhHLTHRDkIe2uRWHEP8bgQFQvfXRksm6t2MHeLUyk9oosWDZyC17AbGeP8EFqrp%2BA%3D%3D";
+
+/// A host like a gateway whose log level filters out debug lines: logs are dropped (a
+/// `FakeHost` would record every refusal's debug line and grow without bound here).
+#[derive(Default)]
+struct QuietHost {
+    store: MemoryStore,
+}
+
+impl Host for QuietHost {
+    fn trigger_event(&self, _name: &str, _payload: &str) {}
+    fn log(&self, _level: LogLevel, message: &str) {
+        black_box(message);
+    }
+    fn store_data(&self, key: &str, value: &str, ttl: i64) {
+        self.store.set(key, value, ttl)
+    }
+    fn get_data(&self, key: &str) -> Option<String> {
+        self.store.get(key)
+    }
+}
 
 fn object(signature: &str) -> Object {
     let headers = [
@@ -54,7 +74,7 @@ fn object(signature: &str) -> Object {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = Runtime::new(coprocess::builtins::registry(), Arc::new(FakeHost::new()), ConfigSource::Fixed(Default::default()));
+    let rt = Runtime::new(coprocess::builtins::registry(), Arc::new(QuietHost::default()), ConfigSource::Fixed(Default::default()));
     let good = object(SIG).encode_to_vec();
     let bad = object(&SIG.replacen('9', "8", 1)).encode_to_vec();
     eprintln!("Object size: {} bytes", good.len());
