@@ -46,15 +46,19 @@ pub const UNSUPPORTED_ALGORITHM: &str = "Bad HMAC request, unsupported algorithm
 pub const NOT_AUTHORIZED: &str = "Custom middleware: Not authorized";
 
 /// Longest keyId looked up (longer ones are unknown keys, and a config error in `keys`).
-pub const MAX_KEY_ID_LEN: usize = 1024;
+const MAX_KEY_ID_LEN: usize = 1024;
 /// Most names a `headers=` list may hold.
-pub const MAX_SIGNED_HEADERS: usize = 64;
+const MAX_SIGNED_HEADERS: usize = 64;
 /// Most entries the store cache holds (when `store_cache_ms > 0`).
-pub const STORE_CACHE_MAX: usize = 4096;
+const STORE_CACHE_MAX: usize = 4096;
 
+// `cbindgen:ignore` (here and on `ALL`) keeps this out of include/api.h: cbindgen exports every
+// enum and associated constant of the crate, whatever its visibility.
 /// The HMAC algorithms, by their draft-cavage names.
+///
+/// cbindgen:ignore
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Algorithm {
+pub(crate) enum Algorithm {
     /// `hmac-sha1`
     HmacSha1,
     /// `hmac-sha256`
@@ -67,6 +71,8 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Every supported algorithm.
+    ///
+    /// cbindgen:ignore
     pub const ALL: [Algorithm; 4] = [Algorithm::HmacSha1, Algorithm::HmacSha256, Algorithm::HmacSha384, Algorithm::HmacSha512];
 
     /// The draft-cavage name.
