@@ -1,7 +1,9 @@
 //! The built-in middleware and event handlers, one file each.
 
 pub mod events;
+pub mod hmac_auth;
 pub mod inject_headers;
+pub mod signature;
 pub mod static_token;
 pub mod upstream_signing;
 
@@ -12,6 +14,7 @@ pub fn register(r: &mut Registry) {
     r.middleware::<inject_headers::InjectHeaders>()
         .middleware::<static_token::StaticTokenAuth>()
         .middleware::<upstream_signing::UpstreamRequestSigning>()
+        .middleware::<hmac_auth::HmacSignatureAuth>()
         .event_handler::<events::LogEvent>()
         .event_handler::<events::RelayEvent>();
 }
