@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"coprocess/go/coprocess"
 	"coprocess/go/pb"
@@ -195,6 +196,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		st.body = body
 		setBody(out, body)
+		if !validUTF8Header(r.Header) || !utf8.ValidString(r.RequestURI) {
+			writeError(w, http.StatusBadRequest, "request header values and the request URI must be valid UTF-8")
+			return
+		}
 	}
 
 	m := a.def.CustomMiddleware

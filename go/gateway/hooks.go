@@ -15,6 +15,34 @@ import (
 	"coprocess/go/pb"
 )
 
+// validUTF8Header: proto3 strings must be UTF-8, so a header the plugin protocol cannot
+// carry faithfully is refused rather than shown to plugins in a lossy form.
+func validUTF8Header(h http.Header) bool {
+	for k, vs := range h {
+		if !utf8.ValidString(k) {
+			return false
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// paramsOf is the query's first values, invalid UTF-8 replaced by U+FFFD (url carries the
+// exact query, percent-encoded).
+func paramsOf(u *url.URL) map[string]string {
+	out := map[string]string{}
+	for k, v := range u.Query() {
+		if len(v) > 0 {
+			out[strings.ToValidUTF8(k, "\uFFFD")] = strings.ToValidUTF8(v[0], "\uFFFD")
+		}
+	}
+	return out
+}
+
 // firstValues flattens a multi-valued map the way the gateway does: the first value of each key.
 func firstValues(m map[string][]string) map[string]string {
 	out := make(map[string]string, len(m))
@@ -46,7 +74,7 @@ func miniRequest(out *http.Request, st *reqState) *pb.MiniRequestObject {
 	req := &pb.MiniRequestObject{
 		Headers:         firstValues(out.Header),
 		Url:             out.URL.RequestURI(),
-		Params:          firstValues(out.URL.Query()),
+		Params:          paramsOf(out.URL),
 		Method:          out.Method,
 		RequestUri:      st.inbound.RequestURI,
 		Scheme:          scheme,
@@ -255,6 +283,9 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	resp.Body.Close()
 	if err != nil {
 		return &hookError{status: http.StatusBadGateway, public: "upstream response unavailable to response hooks", detail: "reading the upstream response: " + err.Error()}
+	}
+	if !validUTF8Header(resp.Header) {
+		return &hookError{status: http.StatusBadGateway, public: "upstream response unavailable to response hooks", detail: "the upstream response has header values that are not UTF-8"}
 	}
 	for _, md := range hooks {
 		sent := g.requestObject(pb.HookType_Response, md.Name, resp.Request, st)
