@@ -126,7 +126,10 @@ func TestReturnOverrides(t *testing.T) {
 	for _, c := range cases {
 		out, st := workingRequest(t)
 		sent := g.requestObject(pb.HookType_Pre, "P", out, st)
-		ans := answerFor(sent, func(r *pb.MiniRequestObject) { r.ReturnOverrides = c.ro; r.SetHeaders = map[string]string{"X-Not": "applied"} })
+		ans := answerFor(sent, func(r *pb.MiniRequestObject) {
+			r.ReturnOverrides = c.ro
+			r.SetHeaders = map[string]string{"X-Not": "applied"}
+		})
 		w := httptest.NewRecorder()
 		answered, err := g.applyRequestAnswer(w, out, st, sent, ans)
 		if !answered || err != nil {
