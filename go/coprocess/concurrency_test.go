@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,7 +31,7 @@ func TestConcurrentDispatchDuringReload(t *testing.T) {
 	if testing.Short() {
 		iterations = 200
 	}
-	var relays atomic.Int64
+	var relays, logged atomic.Int64
 	var stop atomic.Bool
 	var reloads, refused atomic.Int64
 	reloadDone := make(chan error, 1)
@@ -63,7 +64,7 @@ func TestConcurrentDispatchDuringReload(t *testing.T) {
 			defer wg.Done()
 			rnd := rand.New(rand.NewSource(int64(w)))
 			for i := 0; i < iterations; i++ {
-				if err := oneCall(d, rnd, w, i, &relays); err != nil {
+				if err := oneCall(d, rnd, w, i, &relays, &logged); err != nil {
 					errs <- fmt.Errorf("worker %d call %d: %w", w, i, err)
 					return
 				}
@@ -82,7 +83,16 @@ func TestConcurrentDispatchDuringReload(t *testing.T) {
 	if reloads.Load() < 2 || refused.Load() < 1 {
 		t.Errorf("the reloader hardly ran: %d reloads, %d refused", reloads.Load(), refused.Load())
 	}
-	events, _ := rec.snapshot()
+	events, logs := rec.snapshot()
+	eventLogs := 0
+	for _, l := range logs {
+		if l[0] == "warning" && strings.Contains(l[1], "AuthFailure") && strings.Contains(l[1], `"api1"`) {
+			eventLogs++
+		}
+	}
+	if int64(eventLogs) != logged.Load() {
+		t.Errorf("%d LogEvent lines for %d DispatchEvent calls", eventLogs, logged.Load())
+	}
 	if int64(len(events)) != relays.Load() {
 		t.Errorf("%d relayed events for %d DispatchEvent calls", len(events), relays.Load())
 	}
@@ -91,11 +101,11 @@ func TestConcurrentDispatchDuringReload(t *testing.T) {
 			t.Fatalf("bad relayed event %q", e)
 		}
 	}
-	t.Logf("%d calls, %d reloads, %d broken files refused, %d events relayed", workers*iterations, reloads.Load(), refused.Load(), len(events))
+	t.Logf("%d calls, %d reloads, %d broken files refused, %d events relayed, %d logged", workers*iterations, reloads.Load(), refused.Load(), len(events), eventLogs)
 }
 
-func oneCall(d *Dispatcher, rnd *rand.Rand, w, i int, relays *atomic.Int64) error {
-	switch rnd.Intn(6) {
+func oneCall(d *Dispatcher, rnd *rand.Rand, w, i int, relays, logged *atomic.Int64) error {
+	switch rnd.Intn(7) {
 	case 0: // a known token: exactly its session template
 		tok, rate := "tok-gold", 100.0
 		if rnd.Intn(2) == 0 {
@@ -151,6 +161,11 @@ func oneCall(d *Dispatcher, rnd *rand.Rand, w, i int, relays *atomic.Int64) erro
 			return err
 		}
 		relays.Add(1)
+	case 6: // an event in, logged through CoProcessLog
+		if err := d.DispatchEvent(event("LogEvent")); err != nil {
+			return err
+		}
+		logged.Add(1)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -118,5 +117,3 @@ func requestObject(hook pb.HookType, name string, headers map[string]string) *pb
 		Spec: map[string]string{"OrgID": "org1", "APIID": "api1", "bundle_hash": "", "config_data": apiConfigData},
 	}
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
