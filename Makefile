@@ -3,7 +3,10 @@
 #   make test       everything: cargo tests, header check, C harness, C harness under valgrind
 #   make ctest      the C harness against the real library
 #   make valgrind   the C harness under valgrind memcheck (zero errors, zero leaks)
-#   make demo       a demo host dispatching real requests through the library
+#   make demo       the Go gateway demo: Redis, an upstream echo service and the gateway on 127.0.0.1
+#   make go-test    the Go host's tests (race detector on): binding package, gateway, demo directory
+#   make go-bench   Go benchmarks: cgo round trip vs pure Go vs marshal+unmarshal, 1 and 2 CPUs
+#   make c-demo     the C demo host dispatching a few Objects through the library
 #   make install    PREFIX=/usr/local: library, header and coprocess.pc
 
 PREFIX ?= /usr/local
@@ -25,7 +28,8 @@ CTESTS := $(patsubst ctests/%.c,$(BUILD)/%,$(wildcard ctests/test_*.c))
 setup:
 	@bash scripts/setup.sh
 
-.PHONY: setup all build test rust-test check-header check-symbols ctest valgrind asan examples doc stress fuzz demo install pc clean
+.PHONY: setup all build test rust-test check-header check-symbols ctest valgrind asan examples doc stress fuzz \
+	demo c-demo install pc clean go-build go-test go-bench go-pb gateway-demo
 
 all: build
 
@@ -70,7 +74,7 @@ valgrind: $(CTESTS) $(BUILD)/nohost
 $(BUILD)/demo: ctests/demo.c $(BUILD)/harness.o $(BUILD)/pb.o build
 	$(CC) $(CFLAGS_STRICT) $(CINC) $< $(BUILD)/harness.o $(BUILD)/pb.o $(CLINK) -o $@
 
-demo: setup
+c-demo: setup
 	$(MAKE) $(BUILD)/demo
 	$(BUILD)/demo
 
@@ -137,8 +141,39 @@ fuzz:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked -p coprocess
 
+demo: setup
+	$(MAKE) gateway-demo
+
 test: setup
-	$(MAKE) rust-test check-header check-symbols ctest valgrind asan examples doc stress fuzz
+	$(MAKE) rust-test check-header check-symbols ctest valgrind asan examples doc stress go-test fuzz
+
+# ---- The Go host (go/): offline module mode over Debian's Go packages (see go/go.mod).
+GO ?= go
+GOBIN_DIR := $(CURDIR)/$(BUILD)/go
+GOENV := PKG_CONFIG_PATH=$(CURDIR)/$(BUILD)/pkgconfig GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local
+BENCHTIME ?= 2s
+BENCHCOUNT ?= 5
+
+go-build: pc
+	cd go && $(GOENV) $(GO) build -o $(GOBIN_DIR)/ ./cmd/gateway ./cmd/demo ./cmd/echo
+
+go-test: pc
+	@cd go && test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	cd go && $(GOENV) $(GO) vet ./...
+	cd go && $(GOENV) GODEBUG=cgocheck=2 $(GO) test -race -count=1 ./...
+
+go-bench: pc
+	cd go && $(GOENV) $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -cpu 1,2 ./coprocess/
+
+gateway-demo: go-build
+	$(GOBIN_DIR)/demo -dir go/demo -gateway $(GOBIN_DIR)/gateway
+
+# Regenerate go/pb (committed) with a protoc-gen-go built from Debian's protobuf sources.
+go-pb:
+	@mkdir -p $(BUILD)/protoc-gen-go
+	GO111MODULE=off GOPATH=$(CURDIR)/$(BUILD)/protoc-gen-go:/usr/share/gocode GOBIN=$(CURDIR)/$(BUILD)/protoc-gen-go/bin \
+	  $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go
+	PATH=$(CURDIR)/$(BUILD)/protoc-gen-go/bin:$$PATH protoc -Iproto --go_out=go/pb --go_opt=paths=source_relative proto/coprocess.proto
 
 # pkg-config file for in-tree builds (cgo: PKG_CONFIG_PATH=$(CURDIR)/build/pkgconfig).
 pc: build
