@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod inject_headers;
+pub mod reqhub;
 pub mod static_token;
 
 use crate::Registry;
@@ -10,6 +11,7 @@ use crate::Registry;
 pub fn register(r: &mut Registry) {
     r.middleware::<inject_headers::InjectHeaders>()
         .middleware::<static_token::StaticTokenAuth>()
+        .middleware::<reqhub::ReqHubMerchant>()
         .event_handler::<events::LogEvent>()
         .event_handler::<events::RelayEvent>();
 }
