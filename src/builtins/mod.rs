@@ -4,6 +4,7 @@ pub mod events;
 pub mod hmac_auth;
 pub mod inject_headers;
 pub mod signature;
+pub mod reqhub;
 pub mod static_token;
 pub mod upstream_signing;
 
@@ -15,6 +16,7 @@ pub fn register(r: &mut Registry) {
         .middleware::<static_token::StaticTokenAuth>()
         .middleware::<upstream_signing::UpstreamRequestSigning>()
         .middleware::<hmac_auth::HmacSignatureAuth>()
+        .middleware::<reqhub::ReqHubMerchant>()
         .event_handler::<events::LogEvent>()
         .event_handler::<events::RelayEvent>();
 }
