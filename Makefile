@@ -7,6 +7,8 @@
 #   make go-test    the Go host's tests (race detector on): binding package, gateway, demo directory
 #   make go-bench   Go benchmarks: cgo round trip vs pure Go vs marshal+unmarshal, 1 and 2 CPUs
 #   make c-demo     the C demo host dispatching a few Objects through the library
+#   make bench-compare  Dispatch vs its floors, embedded Python, gRPC and the Go benchmarks: one table
+#                   (bench/results.md); `make bench-smoke` only checks the Python peer's verdicts
 #   make install    PREFIX=/usr/local: library, header and coprocess.pc
 
 PREFIX ?= /usr/local
@@ -29,7 +31,8 @@ setup:
 	@bash scripts/setup.sh
 
 .PHONY: setup all build test rust-test check-header check-symbols ctest valgrind asan examples doc stress fuzz \
-	demo c-demo install pc clean go-build go-test go-bench go-pb gateway-demo
+	demo c-demo install pc clean go-build go-test go-bench go-pb gateway-demo \
+	bench-compare bench-smoke bench-driver bench-py
 
 all: build
 
@@ -174,6 +177,44 @@ go-pb:
 	GO111MODULE=off GOPATH=$(CURDIR)/$(BUILD)/protoc-gen-go:/usr/share/gocode GOBIN=$(CURDIR)/$(BUILD)/protoc-gen-go/bin \
 	  $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go
 	PATH=$(CURDIR)/$(BUILD)/protoc-gen-go/bin:$$PATH protoc -Iproto --go_out=go/pb --go_opt=paths=source_relative proto/coprocess.proto
+
+# ---- make bench-compare (issue 9): the library's Dispatch next to its floors and peers, one run,
+# one table. Python peers run from a virtualenv under build/ (bench/requirements.txt, pinned);
+# the native driver is its own cargo workspace (bench/driver). Not part of `make test`.
+PYTHON ?= python3
+BENCH := $(BUILD)/bench
+BENCH_VENV := $(BENCH)/venv
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_DRIVER := $(BENCH)/target/release/coprocess-bench-driver
+BENCH_ROUNDS ?= 7
+BENCH_GO_BENCHTIME ?= 1s
+BENCH_GO_COUNT ?= 3
+
+$(BENCH_VENV)/.installed: bench/requirements.txt bench/setup-venv.sh
+	PYTHON=$(PYTHON) bash bench/setup-venv.sh $(BENCH_VENV)
+	touch $@
+
+# coprocess_pb2.py from Debian's protoc, the gRPC stubs from grpcio-tools.
+$(BENCH)/py/.generated: proto/coprocess.proto $(BENCH_VENV)/.installed
+	@mkdir -p $(BENCH)/py
+	protoc -Iproto --python_out=$(BENCH)/py proto/coprocess.proto
+	$(BENCH_PY) -m grpc_tools.protoc -Iproto --grpc_python_out=$(BENCH)/py proto/coprocess.proto
+	touch $@
+
+bench-py: $(BENCH)/py/.generated
+
+bench-driver: build
+	CARGO_TARGET_DIR=$(CURDIR)/$(BENCH)/target COPROCESS_LIBDIR=$(LIBDIR) \
+	  $(CARGO) build --release --locked --manifest-path bench/driver/Cargo.toml
+
+bench-smoke: bench-driver bench-py
+	PYTHONPATH=$(BENCH)/py $(BENCH_PY) bench/objects.py $(BENCH)/objects
+	PYTHONPATH=$(BENCH)/py $(BENCH_PY) bench/smoke.py $(BENCH_DRIVER) $(BENCH)/objects
+
+bench-compare: setup
+	$(MAKE) pc bench-driver bench-py
+	$(GOENV) $(BENCH_PY) bench/compare.py --driver $(BENCH_DRIVER) --gen $(BENCH)/py --objects $(BENCH)/objects \
+	  --out bench/results.md --rounds $(BENCH_ROUNDS) --go-benchtime $(BENCH_GO_BENCHTIME) --go-count $(BENCH_GO_COUNT)
 
 # pkg-config file for in-tree builds (cgo: PKG_CONFIG_PATH=$(CURDIR)/build/pkgconfig).
 pc: build
