@@ -12,7 +12,9 @@ fn main() {
         .unwrap_or_else(|_| manifest.join("../../target/release"));
     let cc = env::var("CC").unwrap_or_else(|_| "cc".into());
     let status = Command::new(&cc)
-        .args(["-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-o"])
+        .args([
+            "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-o",
+        ])
         .arg(out.join("libbenchfloor.so"))
         .arg(manifest.join("floor.c"))
         .status()
