@@ -10,7 +10,9 @@
 //!     For each round, peer and thread count: every thread calls the peer in a loop for
 //!     --seconds, timing each call; prints one JSON line per (round, peer, threads) with the
 //!     median and p99 of the per-call latencies of all threads, the call count, and the
-//!     throughput (calls of all threads / wall time).
+//!     throughput (calls of all threads / wall time), and the CPU time the threads got
+//!     (CLOCK_THREAD_CPUTIME_ID) next to the wall time: on a shared machine that tells how
+//!     much of the 2 cores the 2 threads actually had.
 //! ```
 //!
 //! Peers:
@@ -41,6 +43,28 @@ extern "C" {
     fn CoProcessLastError() -> *const c_char;
     fn FloorCopy(object: *mut CoProcessMessage, new_object: *mut CoProcessMessage) -> c_int;
     fn free(p: *mut c_void);
+    fn clock_gettime(clock: c_int, ts: *mut Timespec) -> c_int;
+}
+
+#[repr(C)]
+struct Timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+/// Linux's CLOCK_THREAD_CPUTIME_ID.
+const CLOCK_THREAD_CPUTIME_ID: c_int = 3;
+
+/// CPU time this thread has run, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer; the clock exists on Linux.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// Host function: refusals log at debug level; a gateway filtering debug drops them, so does
@@ -127,6 +151,7 @@ struct ThreadResult {
     samples: Vec<u32>,
     start: Instant,
     end: Instant,
+    cpu_s: f64,
 }
 
 /// One thread's timed loop.
@@ -164,6 +189,7 @@ fn run_thread(
     }
     let mut samples = Vec::with_capacity(MAX_SAMPLES);
     barrier.wait();
+    let cpu0 = thread_cpu_seconds();
     let start = Instant::now();
     let deadline = start + secs;
     let mut t0 = start;
@@ -172,10 +198,12 @@ fn run_thread(
         let t1 = Instant::now();
         samples.push((t1 - t0).as_nanos().min(u32::MAX as u128) as u32);
         if t1 >= deadline || samples.len() >= MAX_SAMPLES {
+            let cpu_s = thread_cpu_seconds() - cpu0;
             return ThreadResult {
                 samples,
                 start,
                 end: t1,
+                cpu_s,
             };
         }
         t0 = Instant::now();
@@ -254,11 +282,12 @@ fn bench(args: &[String]) {
                 });
                 let start = results.iter().map(|r| r.start).min().unwrap();
                 let end = results.iter().map(|r| r.end).max().unwrap();
+                let cpu_s: f64 = results.iter().map(|r| r.cpu_s).sum();
                 let mut all: Vec<u32> = results.into_iter().flat_map(|r| r.samples).collect();
                 all.sort_unstable();
                 let wall = (end - start).as_secs_f64();
                 println!(
-                    "{{\"peer\":\"{}\",\"threads\":{},\"round\":{},\"calls\":{},\"median_ns\":{},\"p99_ns\":{},\"throughput\":{:.1},\"bytes\":{}}}",
+                    "{{\"peer\":\"{}\",\"threads\":{},\"round\":{},\"calls\":{},\"median_ns\":{},\"p99_ns\":{},\"throughput\":{:.1},\"cpu_s\":{:.4},\"wall_s\":{:.4},\"bytes\":{}}}",
                     peer.name(),
                     t,
                     round,
@@ -266,6 +295,8 @@ fn bench(args: &[String]) {
                     percentile(&all, 0.5),
                     percentile(&all, 0.99),
                     all.len() as f64 / wall,
+                    cpu_s,
+                    wall,
                     input.len()
                 );
             }
