@@ -73,6 +73,10 @@ def fmt_rate(r):
     return "%.0f /s" % r
 
 
+def fmt_cpus(x):
+    return "—" if x is None else "%.2f" % x
+
+
 def fmt_ratio(x):
     if x is None:
         return "—"
@@ -222,9 +226,9 @@ def main():
             return statistics.median((b["calls"] / b["cpu_s"]) / (a["calls"] / a["cpu_s"]) for a, b in zip(one, two))
         return statistics.median(b["throughput"] / a["throughput"] for a, b in zip(one, two))
 
-    def cpus_of(peer):
-        two = rounds.get((peer, 2))
-        return statistics.median(b["cpu_s"] / b["wall_s"] for b in two) if two and "cpu_s" in two[0] else None
+    def cpus_of(peer, threads=2):
+        rs = rounds.get((peer, threads))
+        return statistics.median(b["cpu_s"] / b["wall_s"] for b in rs) if rs and "cpu_s" in rs[0] else None
 
     base_lat = agg("dispatch", 1, "median_ns")
     base_tp = {t: agg("dispatch", t, "throughput") for t in (1, 2)}
@@ -257,10 +261,10 @@ def main():
     cpus = cpus_of("dispatch")
     scaling_text = (
         "**Library scaling**: `Dispatch` throughput at 2 threads / 1 thread = **%s** (median over rounds; 2.00x would be "
-        "perfect). The 2 threads got %s CPUs of the machine's 2 (their CPU time / wall time; other work had the rest) "
+        "perfect). 1 thread got %s CPU and 2 threads got %s CPUs of the machine's 2 (their CPU time / wall time; other work had the rest) "
         "and per CPU-second did %s the 1-thread rate. Control, the HMAC alone, which shares nothing between threads: "
         "%s wall, %s per CPU-second."
-        % (fmt_ratio(scaling), "%.2f" % cpus if cpus else "—", fmt_ratio(eff), fmt_ratio(control), fmt_ratio(ceff)))
+        % (fmt_ratio(scaling), fmt_cpus(cpus_of("dispatch", 1)), fmt_cpus(cpus), fmt_ratio(eff), fmt_ratio(control), fmt_ratio(ceff)))
     if cpus and cpus < 1.6:
         scaling_text += (" The other core was mostly busy during this run, so it could not show scaling: rerun on a quieter "
                          "machine (the per-CPU-second figure only covers the time the 2 threads did run at once).")
