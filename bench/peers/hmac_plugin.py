@@ -31,6 +31,7 @@ import hmac
 import json
 import re
 import time
+from urllib.parse import unquote_to_bytes
 
 import coprocess_pb2 as pb
 from google.protobuf import json_format
@@ -54,9 +55,11 @@ CONFIG_KEYS = {"keys", "store_prefix", "allowed_algorithms", "clock_skew_ms", "s
 _CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _PARAM = re.compile(r"(" + _TOKEN + r')="([^"]*)"')
+# the scheme, spaces, then name="value" pairs separated by a comma and optional spaces/tabs
+_SIGNATURE = re.compile(r"(?i:signature) +(" + _TOKEN + r'="[^"]*"(?:,[ \t]*' + _TOKEN + r'="[^"]*")*)\Z', re.ASCII)
 _IS_TOKEN = re.compile(_TOKEN + r"\Z")
 _PARAM_NAMES = ("keyid", "algorithm", "signature", "headers")
-_HEX = "0123456789abcdefABCDEF"
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class ConfigError(Exception):
@@ -73,48 +76,29 @@ def parse_signature(value):
     """The parameters of a `Signature` Authorization value, or None when malformed."""
     if _CTL.search(value):
         return None
-    value = value.strip(" \t")
-    n = len(value)
-    if n <= 9 or value[:9].lower() != "signature" or value[9] != " ":
-        return None
-    i = 10
-    while i < n and value[i] == " ":
-        i += 1
-    if i == n:
+    m = _SIGNATURE.match(value.strip(" \t"))
+    if m is None:
         return None
     params = {}
-    while True:
-        m = _PARAM.match(value, i)
-        if m is None:
-            return None
-        name = m.group(1).lower()
+    for name, val in _PARAM.findall(m.group(1)):
+        name = name.lower()
         if name not in _PARAM_NAMES or name in params:
             return None
-        params[name] = m.group(2)
-        i = m.end()
-        if i == n:
-            return params
-        if value[i] != ",":
-            return None
-        i += 1
-        while i < n and value[i] in " \t":
-            i += 1
-        if i == n:  # trailing comma
-            return None
+        params[name] = val
+    return params
 
 
 def percent_decode(s):
     """Strict %XX decoding (either case); None on a bad escape."""
     if "%" not in s:
         return s.encode()
-    parts = s.split("%")
-    out = bytearray(parts[0].encode())
-    for p in parts[1:]:
-        if len(p) < 2 or p[0] not in _HEX or p[1] not in _HEX:
-            return None
-        out.append(int(p[:2], 16))
-        out += p[2:].encode()
-    return bytes(out)
+    # fast path: the three escapes a base64 signature needs
+    fast = s.replace("%2B", "+").replace("%2F", "/").replace("%3D", "=").replace("%2b", "+").replace("%2f", "/").replace("%3d", "=")
+    if "%" not in fast:
+        return fast.encode()
+    if _BAD_ESCAPE.search(s):
+        return None
+    return unquote_to_bytes(s)
 
 
 def b64decode(raw):
@@ -131,7 +115,12 @@ def b64decode(raw):
 
 
 def header(headers, name):
+    """A request header, names matched case-insensitively. The gateway sends canonical names
+    (`X-Request-Id`), so the exact and the canonical form are tried before a scan."""
     v = headers.get(name)
+    if v is not None:
+        return v
+    v = headers.get("-".join(p.capitalize() for p in name.split("-")))
     if v is not None:
         return v
     lower = name.lower()
