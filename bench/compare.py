@@ -38,10 +38,11 @@ LABELS = {
     "floor-copy": "floor: C call copying the message (malloc + memcpy, free)",
     "hmac-sha512": "floor: HMAC-SHA512 alone (keyed state cloned, constant-time compare)",
     "python-embedded": "embedded Python: bytes → protobuf parse → same auth → serialise",
+    "python-protobuf": "embedded Python: its protobuf parse + serialise alone (upb), no auth",
     "grpc-tcp": "gRPC, Python Dispatcher server, 127.0.0.1 TCP (client round trip)",
     "grpc-unix": "gRPC, Python Dispatcher server, unix socket (client round trip)",
 }
-ORDER = ["dispatch", "floor-copy", "hmac-sha512", "python-embedded", "grpc-tcp", "grpc-unix"]
+ORDER = ["dispatch", "floor-copy", "hmac-sha512", "python-embedded", "python-protobuf", "grpc-tcp", "grpc-unix"]
 
 
 def log(msg):

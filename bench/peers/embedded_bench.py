@@ -4,7 +4,8 @@ plugin driver runs a hook. With 2 threads both call the one interpreter, as a ga
 goroutines share its embedded interpreter (and its GIL).
 
     python embedded_bench.py OBJECT --threads 1,2 --seconds 0.5 --rounds 1
-prints one JSON line per (round, threads)."""
+prints one JSON line per (round, threads), and per round one for the protobuf parse +
+serialise alone (peer python-protobuf, 1 thread)."""
 
 import argparse
 import json
@@ -15,6 +16,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hmac_plugin  # noqa: E402
 import timing  # noqa: E402
 import coprocess_pb2 as pb  # noqa: E402
+
+
+def parse_serialise(data):
+    obj = pb.Object()
+    obj.ParseFromString(data)
+    return obj.SerializeToString()
 
 
 def main():
@@ -36,6 +43,10 @@ def main():
             res = timing.run(lambda: (lambda: d.dispatch(data)), t, args.seconds)
             res.update(peer="python-embedded", round=r, bytes=len(data))
             print(json.dumps(res), flush=True)
+        # the protobuf share of it: parse and serialise alone, 1 thread
+        res = timing.run(lambda: (lambda: parse_serialise(data)), 1, args.seconds / 2)
+        res.update(peer="python-protobuf", round=r, bytes=len(data))
+        print(json.dumps(res), flush=True)
 
 
 if __name__ == "__main__":
