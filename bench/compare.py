@@ -285,8 +285,8 @@ def main():
         "%s wall, %s per CPU-second."
         % (fmt_ratio(scaling), fmt_cpus(cpus_of("dispatch", 1)), fmt_cpus(cpus), fmt_ratio(eff), fmt_ratio(control), fmt_ratio(ceff)))
     if cpus and cpus < 1.6:
-        scaling_text += (" The other core was mostly busy during this run, so it could not show scaling: rerun on a quieter "
-                         "machine (the per-CPU-second figure only covers the time the 2 threads did run at once).")
+        scaling_text += (" Other work held most of the second core during this run, so it could not show scaling: rerun on a "
+                         "quieter machine (the per-CPU-second figure only covers the time the 2 threads did run at once).")
     summary = [scaling_text]
     fc, fh = agg("floor-copy", 1, "median_ns"), agg("hmac-sha512", 1, "median_ns")
     if base_lat and fc and fh:
