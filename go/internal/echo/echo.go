@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"unicode/utf8"
+
+	"coprocess/go/internal/httpsig"
 )
 
 // Seen is the JSON body the echo service answers with.
@@ -19,6 +22,17 @@ type Seen struct {
 	Headers    map[string][]string `json:"headers"`
 	Body       string              `json:"body"`
 	BodyBytes  int                 `json:"body_bytes"`
+	// Signatures: for each Authorization or Signature header carrying an HTTP signature,
+	// what the echo service's own verifier (package httpsig, Go's standard crypto) found,
+	// when it was given keys.
+	Signatures []httpsig.Result `json:"signatures,omitempty"`
+}
+
+// Options configure the echo service.
+type Options struct {
+	// VerifyKeys, when non-nil, makes the service verify every draft-cavage signature it
+	// receives in Authorization or Signature against these keys (by keyId).
+	VerifyKeys map[string]httpsig.Key
 }
 
 // MaxBody is the most body bytes the echo service reads.
@@ -26,7 +40,10 @@ const MaxBody = 1 << 20
 
 // Handler answers 200 with a Seen body, Content-Type application/json and the headers
 // Server: echo and X-Upstream: echo (so response hooks have something to edit).
-func Handler() http.Handler {
+func Handler() http.Handler { return NewHandler(Options{}) }
+
+// NewHandler is Handler with options.
+func NewHandler(opts Options) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, MaxBody))
 		seen := Seen{
@@ -35,6 +52,13 @@ func Handler() http.Handler {
 		}
 		if utf8.Valid(body) {
 			seen.Body = string(body)
+		}
+		if opts.VerifyKeys != nil {
+			for _, h := range []string{"Authorization", "Signature"} {
+				if v := r.Header.Get(h); strings.Contains(strings.ToLower(v), "signature=") {
+					seen.Signatures = append(seen.Signatures, httpsig.Verify(r, h, opts.VerifyKeys))
+				}
+			}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Server", "echo")
