@@ -30,8 +30,9 @@ type Seen struct {
 
 // Options configure the echo service.
 type Options struct {
-	// VerifyKeys, when non-nil, makes the service verify every draft-cavage signature it
-	// receives in Authorization or Signature against these keys (by keyId).
+	// VerifyKeys, when non-nil, makes the service verify the draft-cavage signatures it
+	// receives in Authorization or Signature against these keys (by keyId). Signatures with
+	// a keyId it has no key for are not reported (they were meant for someone else).
 	VerifyKeys map[string]httpsig.Key
 }
 
@@ -56,7 +57,11 @@ func NewHandler(opts Options) http.Handler {
 		if opts.VerifyKeys != nil {
 			for _, h := range []string{"Authorization", "Signature"} {
 				if v := r.Header.Get(h); strings.Contains(strings.ToLower(v), "signature=") {
-					seen.Signatures = append(seen.Signatures, httpsig.Verify(r, h, opts.VerifyKeys))
+					// Only signatures meant for this service: a keyId it holds a key for
+					// (a client's own signature to the gateway may be forwarded too).
+					if res := httpsig.Verify(r, h, opts.VerifyKeys); opts.VerifyKeys[res.KeyID] != (httpsig.Key{}) || res.KeyID == "" {
+						seen.Signatures = append(seen.Signatures, res)
+					}
 				}
 			}
 		}
