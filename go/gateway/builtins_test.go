@@ -5,12 +5,15 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -438,5 +441,121 @@ func TestReqHubMerchantLocalEndToEnd(t *testing.T) {
 	}
 	if code := reqhubDenial(t, e.do("GET", authPath, signed, "")); code != "merchant_signature_invalid" {
 		t.Errorf("auth_check replay: %s", code)
+	}
+}
+
+// ---- ReqHubMerchant in remote mode against a ReqHub stand-in written in Go.
+
+const (
+	merchantPub  = "merchant-public-key-for-tests"
+	merchantPriv = "merchant-private-key-for-tests"
+)
+
+// reqhubVerifier is a ReqHub /req stand-in: it checks the merchant set the middleware signed
+// and the client set with Go's crypto/hmac, and answers like ReqHub.
+type reqhubVerifier struct {
+	mu   sync.Mutex
+	seen []http.Header
+}
+
+func (v *reqhubVerifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	v.mu.Lock()
+	v.seen = append(v.seen, r.Header.Clone())
+	v.mu.Unlock()
+	h := r.Header
+	if r.Method != "POST" || r.URL.Path != "/req" {
+		http.Error(w, `{"error":"api_not_found"}`, 404)
+		return
+	}
+	if h.Get("MerchantKey") != merchantPub ||
+		h.Get("MerchantToken") != reqhub.Token(merchantPub, merchantPriv, h.Get("MerchantTimestamp"), h.Get("MerchantNonce"), h.Get("MerchantUrl")) {
+		w.WriteHeader(403)
+		io.WriteString(w, `{"error":"merchant_signature_invalid","message":"stand-in"}`)
+		return
+	}
+	if h.Get("MerchantUrl") != h.Get("ClientUrl") {
+		w.WriteHeader(403)
+		io.WriteString(w, `{"error":"url_mismatch"}`)
+		return
+	}
+	if h.Get("ClientToken") != reqhub.Token(h.Get("ClientKey"), reqhubClientPriv, h.Get("ClientTimestamp"), h.Get("ClientNonce"), h.Get("ClientUrl")) {
+		w.WriteHeader(403)
+		io.WriteString(w, `{"error":"client_signature_invalid","message":"stand-in"}`)
+		return
+	}
+	if h.Get("ClientKey") == "slow" {
+		time.Sleep(600 * time.Millisecond)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"client":"`+h.Get("ClientKey")+`","plan":"gold"}`)
+}
+
+func TestReqHubMerchantRemoteEndToEnd(t *testing.T) {
+	v := &reqhubVerifier{}
+	verifier := httptest.NewServer(v)
+	defer verifier.Close()
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close() // a refused connection
+	def := func(id, verifyURL string) string {
+		return `{"api_id": "` + id + `", "org_id": "org1", "use_keyless": true,
+		  "proxy": {"listen_path": "/` + id + `/", "strip_listen_path": true, "target_url": "{{UPSTREAM}}"},
+		  "custom_middleware": {"driver": "native", "pre": [{"name": "ReqHubMerchant"}]},
+		  "config_data": {"ReqHubMerchant": {"public_key": "` + merchantPub + `", "private_key": "` + merchantPriv + `",
+		    "verify_url": "` + verifyURL + `", "timeout_ms": 300, "result_header": "X-ReqHub-Result"}}}`
+	}
+	e := newEnv(t, map[string]string{"remote": def("remote", verifier.URL+"/req"), "remote-down": def("remote-down", down.URL+"/req")})
+	sign := func(key, path string) map[string]string {
+		h, err := reqhub.SignNow(key, reqhubClientPriv, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+
+	path := "/remote/forecast?city=Oslo"
+	r := e.do("GET", path, sign(reqhubClientPub, path), "")
+	if r.status != 200 || r.seen == nil {
+		t.Fatalf("remote pass: %d %s", r.status, r.body)
+	}
+	if got := r.seen.Headers["X-Reqhub-Result"]; len(got) != 1 || got[0] != `{"client":"`+reqhubClientPub+`","plan":"gold"}` {
+		t.Errorf("X-ReqHub-Result %v", got)
+	}
+	v.mu.Lock()
+	seen := v.seen[len(v.seen)-1]
+	v.mu.Unlock()
+	if seen.Get("MerchantUrl") != path || len(seen.Get("MerchantTimestamp")) != 13 || seen.Get("MerchantNonce") == seen.Get("ClientNonce") {
+		t.Errorf("merchant set %v", seen)
+	}
+	for _, name := range []string{"MerchantToken", "MerchantKey", "MerchantTimestamp", "MerchantNonce"} {
+		if len(r.seen.Headers[http.CanonicalHeaderKey(name)]) != 0 {
+			t.Errorf("%s reached the upstream", name)
+		}
+	}
+
+	// The verifier's denial reaches the client with its code.
+	bad := sign(reqhubClientPub, path)
+	bad["ClientToken"] = reqhub.Token(reqhubClientPub, "wrong", bad["ClientTimestamp"], bad["ClientNonce"], path)
+	if code := reqhubDenial(t, e.do("GET", path, bad, "")); code != "client_signature_invalid" {
+		t.Errorf("verifier denial: %s", code)
+	}
+	// No verifier (refused) or a slow one (over timeout_ms): 503 and the event.
+	e.rec.take()
+	for _, c := range []struct{ path, key string }{{"/remote-down/x", reqhubClientPub}, {"/remote/slow", "slow"}} {
+		h := sign(c.key, c.path)
+		if c.key == "slow" {
+			h["ClientToken"] = reqhub.Token("slow", reqhubClientPriv, h["ClientTimestamp"], h["ClientNonce"], c.path)
+		}
+		r := e.do("GET", c.path, h, "")
+		var body struct{ Error string }
+		if json.Unmarshal([]byte(r.body), &body); r.status != 503 || body.Error != "verification_unavailable" {
+			t.Errorf("%s: %d %s", c.path, r.status, r.body)
+		}
+		events, _, _ := e.rec.take()
+		if len(events) != 1 || events[0][0] != "ReqHubVerificationUnavailable" || strings.Contains(events[0][1], merchantPriv) {
+			t.Errorf("%s: events %v", c.path, events)
+		}
+	}
+	if e.hits.Load() != 1 {
+		t.Errorf("upstream hits %d, want 1", e.hits.Load())
 	}
 }
