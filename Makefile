@@ -129,7 +129,7 @@ stress: $(BUILD)/stress
 # Fuzz smoke runs (cargo-fuzz on stable, no sanitizer): FUZZ_SECONDS per target. Long runs:
 #   cd fuzz && cargo fuzz run -s none -O dispatch_structured -- -max_total_time=3600
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := dispatch_bytes dispatch_structured dispatch_event
+FUZZ_TARGETS := dispatch_bytes dispatch_structured dispatch_event wire_validate
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && $(CARGO) fuzz build -s none -O

@@ -60,7 +60,7 @@ static void write_config(int version) {
 
 /* ---- requests ---- */
 struct request { uint8_t *bytes; size_t len; int kind; };
-enum { INJECT, TOKEN_OK, TOKEN_BAD, KINDS };
+enum { INJECT, TOKEN_OK, TOKEN_BAD, HMAC_OK, HMAC_BAD, SIGN_UPSTREAM, REQHUB_MISSING, KINDS };
 
 static struct request make_request(int kind) {
     Coprocess__Object obj = COPROCESS__OBJECT__INIT;
@@ -69,28 +69,58 @@ static struct request make_request(int kind) {
     Coprocess__Object__SpecEntry cd = COPROCESS__OBJECT__SPEC_ENTRY__INIT, api = COPROCESS__OBJECT__SPEC_ENTRY__INIT;
     Coprocess__Object__SpecEntry *spec[2] = { &api, &cd };
     Coprocess__MiniRequestObject__HeadersEntry h = COPROCESS__MINI_REQUEST_OBJECT__HEADERS_ENTRY__INIT;
-    Coprocess__MiniRequestObject__HeadersEntry *headers[1] = { &h };
+    Coprocess__MiniRequestObject__HeadersEntry d = COPROCESS__MINI_REQUEST_OBJECT__HEADERS_ENTRY__INIT;
+    Coprocess__MiniRequestObject__HeadersEntry *headers[2] = { &h, &d };
     ro.response_code = -1;
     req.return_overrides = &ro;
     req.method = "GET";
     req.url = req.request_uri = "/stress";
     api.key = "APIID"; api.value = "stress-api";
     cd.key = "config_data";
-    cd.value = "{\"StaticTokenAuth\": {\"tokens\": {\"good\": {\"rate\": 7, \"per\": 1}}}}";
+    cd.value = "{\"StaticTokenAuth\": {\"tokens\": {\"good\": {\"rate\": 7, \"per\": 1}}},"
+               " \"HMACSignatureAuth\": {\"keys\": {\"k1\": \"c2VjcmV0\"}, \"clock_skew_ms\": 0},"
+               " \"UpstreamRequestSigning\": {\"algorithm\": \"hmac-sha256\", \"keyId\": \"up\", \"secret\": \"s3\"},"
+               " \"ReqHubMerchant\": {\"mode\": \"local\", \"api\": \"p1\", \"clients\": {\"c\": {\"private_key\": \"x\", \"api\": \"p1\"}}}}";
     obj.request = &req;
     obj.spec = spec;
     obj.n_spec = 2;
     h.key = "Authorization";
-    if (kind == INJECT) {
+    d.key = "Date";
+    d.value = "Fri, 03 May 2024 12:00:42 GMT";
+    req.headers = headers;
+    switch (kind) {
+    case INJECT:
         obj.hook_type = COPROCESS__HOOK_TYPE__Pre;
         obj.hook_name = "InjectHeaders";
         obj.n_spec = 1;
-    } else {
+        req.n_headers = 0;
+        break;
+    case TOKEN_OK: case TOKEN_BAD:
         obj.hook_type = COPROCESS__HOOK_TYPE__CustomKeyCheck;
         obj.hook_name = "StaticTokenAuth";
         h.value = kind == TOKEN_OK ? "good" : "bad";
-        req.headers = headers;
         req.n_headers = 1;
+        break;
+    case HMAC_OK: case HMAC_BAD:
+        /* The SPEC vector: key c2VjcmV0, this Date, hmac-sha512, URL-escaped signature. */
+        obj.hook_type = COPROCESS__HOOK_TYPE__CustomKeyCheck;
+        obj.hook_name = "HMACSignatureAuth";
+        h.value = kind == HMAC_OK
+            ? "Signature keyId=\"k1\",algorithm=\"hmac-sha512\",signature=\"9kwBK%2FyrjbSHJDI7INAhBmhHLTHRDkIe2uRWHEP8bgQFQvfXRksm6t2MHeLUyk9oosWDZyC17AbGeP8EFqrp%2BA%3D%3D\""
+            : "Signature keyId=\"k1\",algorithm=\"hmac-sha512\",signature=\"AAAAK%2FyrjbSHJDI7INAhBmhHLTHRDkIe2uRWHEP8bgQFQvfXRksm6t2MHeLUyk9oosWDZyC17AbGeP8EFqrp%2BA%3D%3D\"";
+        req.n_headers = 2;
+        break;
+    case SIGN_UPSTREAM:
+        obj.hook_type = COPROCESS__HOOK_TYPE__Post;
+        obj.hook_name = "UpstreamRequestSigning";
+        req.headers = &headers[1]; /* only Date */
+        req.n_headers = 1;
+        break;
+    case REQHUB_MISSING:
+        obj.hook_type = COPROCESS__HOOK_TYPE__Pre;
+        obj.hook_name = "ReqHubMerchant";
+        req.n_headers = 0;
+        break;
     }
     struct request r = { NULL, coprocess__object__get_packed_size(&obj), kind };
     r.bytes = malloc(r.len);
@@ -114,6 +144,17 @@ static int check(const struct request *r, Coprocess__Object *o) {
         return o->session && o->session->rate == 7 && o->n_metadata == 1 && strcmp(o->metadata[0]->value, "good") == 0;
     case TOKEN_BAD:
         return o->session == NULL && o->n_metadata == 0;
+    case HMAC_OK:
+        return o->session && o->session->hmac_enabled && o->n_metadata == 1 && strcmp(o->metadata[0]->value, "k1") == 0;
+    case HMAC_BAD:
+        return o->session == NULL && o->request->return_overrides->response_code == 401 &&
+               strcmp(o->request->return_overrides->response_error, "Custom middleware: Not authorized") == 0;
+    case SIGN_UPSTREAM: {
+        const char *a = set_header(o, "Authorization");
+        return a && strncmp(a, "Signature keyId=\"up\",algorithm=\"hmac-sha256\",headers=\"", 54) == 0 && set_header(o, "Date") == NULL;
+    }
+    case REQHUB_MISSING:
+        return o->request->return_overrides->response_code == 403 && strstr(o->request->return_overrides->response_error, "headers_missing");
     }
     return 0;
 }

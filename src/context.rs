@@ -114,6 +114,8 @@ enum Source<'a> {
 /// recorder, the API identity and the host callbacks.
 pub struct Context<'a> {
     source: Source<'a>,
+    /// The request headers in wire order, indexed on the first header read (bytes source).
+    header_index: OnceCell<Vec<(&'a str, &'a str)>>,
     hook_name: &'a str,
     host: &'a dyn Host,
     edits: Vec<Edit>,
@@ -140,13 +142,20 @@ impl<'a> Context<'a> {
     /// A context over a decoded Object. In-process callers and tests use this; the runtime
     /// uses [`Context::from_bytes`].
     pub fn new(input: &'a Object, host: &'a dyn Host) -> Self {
-        Context { source: Source::Decoded(input), hook_name: &input.hook_name, host, edits: Vec::new(), working: None }
+        Context {
+            source: Source::Decoded(input),
+            header_index: OnceCell::new(),
+            hook_name: &input.hook_name,
+            host,
+            edits: Vec::new(),
+            working: None,
+        }
     }
 
     /// A context over serialised Object bytes, validated here as strictly as a full decode
     /// but read lazily. `lazy` receives the decoded Object if anything asks for it whole.
     pub fn from_bytes(bytes: &'a [u8], lazy: &'a OnceCell<Object>, host: &'a dyn Host) -> Result<Self, WireError> {
-        wire::validate(bytes)?;
+        let headers = wire::validate_indexing_headers(bytes)?;
         let source = match wire::count(bytes, OBJ_REQUEST) {
             0 => Source::Bytes { bytes, request: &[], lazy },
             1 => Source::Bytes { bytes, request: wire::last_len(bytes, OBJ_REQUEST).unwrap_or(&[]), lazy },
@@ -156,7 +165,11 @@ impl<'a> Context<'a> {
             Source::Decoded(obj) => obj.hook_name.as_str(),
             Source::Bytes { .. } => wire::last_str(bytes, OBJ_HOOK_NAME),
         };
-        Ok(Context { source, hook_name, host, edits: Vec::new(), working: None })
+        let header_index = OnceCell::new();
+        if matches!(source, Source::Bytes { .. }) {
+            let _ = header_index.set(headers);
+        }
+        Ok(Context { source, header_index, hook_name, host, edits: Vec::new(), working: None })
     }
 
     // ---- Reads (the Object as the gateway sent it) ----
@@ -221,8 +234,15 @@ impl<'a> Context<'a> {
                 }
                 headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
             }
-            Source::Bytes { request, .. } => wire::map_get_ignore_case(request, REQ_HEADERS, name),
+            Source::Bytes { .. } => wire::get_ignore_case(self.indexed_headers().iter().copied(), name),
         }
+    }
+
+    fn indexed_headers(&self) -> &[(&'a str, &'a str)] {
+        self.header_index.get_or_init(|| match self.source {
+            Source::Bytes { request, .. } => wire::map_entries(request, REQ_HEADERS).collect(),
+            Source::Decoded(_) => Vec::new(),
+        })
     }
 
     /// All request headers as the gateway sent them (`request.headers`). Decodes the Object.
@@ -236,7 +256,7 @@ impl<'a> Context<'a> {
     pub fn header_pairs(&self) -> Vec<(&'a str, &'a str)> {
         match self.source {
             Source::Decoded(o) => o.request.as_ref().map_or_else(Vec::new, |r| r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
-            Source::Bytes { request, .. } => wire::map_entries(request, REQ_HEADERS).collect(),
+            Source::Bytes { .. } => self.indexed_headers().to_vec(),
         }
     }
 

@@ -33,6 +33,12 @@ pub enum Value<'a> {
 }
 
 fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
+    if let Some((&b, rest)) = buf.split_first() {
+        if b < 0x80 {
+            *buf = rest;
+            return Ok(u64::from(b));
+        }
+    }
     let mut value = 0u64;
     for i in 0..10 {
         let Some((&b, rest)) = buf.split_first() else {
@@ -225,7 +231,31 @@ fn kind(msg: Msg, field: u32) -> Option<Kind> {
     })
 }
 
-fn validate_message(mut buf: &[u8], msg: Msg, depth: u32) -> Result<(), WireError> {
+/// Validate one `map<string, string>` entry and return its key and value.
+fn validate_str_entry(mut buf: &[u8], depth: u32) -> Result<(&str, &str), WireError> {
+    let (mut k, mut v) = ("", "");
+    while !buf.is_empty() {
+        let (field, wire) = key(&mut buf)?;
+        let val = value(&mut buf, field, wire, depth)?;
+        match (field, val) {
+            (1 | 2, Value::Len(b)) => {
+                let s = std::str::from_utf8(b).map_err(|_| WireError("invalid string value: data is not UTF-8 encoded"))?;
+                if field == 1 {
+                    k = s;
+                } else {
+                    v = s;
+                }
+            }
+            (1 | 2, _) => return Err(WireError("invalid wire type for a known field")),
+            _ => {}
+        }
+    }
+    Ok((k, v))
+}
+
+/// Validate a message of type `msg`; the entries of `MiniRequestObject.headers` met on the
+/// way are appended to `headers` in wire order.
+fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, headers: &mut Vec<(&'a str, &'a str)>) -> Result<(), WireError> {
     if depth == 0 {
         return Err(WireError("recursion limit reached"));
     }
@@ -243,7 +273,13 @@ fn validate_message(mut buf: &[u8], msg: Msg, depth: u32) -> Result<(), WireErro
             (Kind::Str, Value::Len(b)) => {
                 std::str::from_utf8(b).map_err(|_| WireError("invalid string value: data is not UTF-8 encoded"))?;
             }
-            (Kind::Msg(m), Value::Len(b)) => validate_message(b, m, depth - 1)?,
+            (Kind::Msg(Msg::MapStrStr), Value::Len(b)) => {
+                let entry = validate_str_entry(b, depth - 1)?;
+                if matches!(msg, Msg::Request) && field == 1 {
+                    headers.push(entry);
+                }
+            }
+            (Kind::Msg(m), Value::Len(b)) => validate_message(b, m, depth - 1, headers)?,
             _ => return Err(WireError("invalid wire type for a known field")),
         }
     }
@@ -252,7 +288,15 @@ fn validate_message(mut buf: &[u8], msg: Msg, depth: u32) -> Result<(), WireErro
 
 /// Whether `bytes` decode as a `coprocess.Object`, with the same verdict as prost.
 pub fn validate(bytes: &[u8]) -> Result<(), WireError> {
-    validate_message(bytes, Msg::Object, 100)
+    validate_message(bytes, Msg::Object, 100, &mut Vec::new())
+}
+
+/// [`validate`], also returning the request headers (`request.headers` entries, every
+/// occurrence, in wire order) so reading them later costs no second pass.
+pub fn validate_indexing_headers(bytes: &[u8]) -> Result<Vec<(&str, &str)>, WireError> {
+    let mut headers = Vec::with_capacity(32);
+    validate_message(bytes, Msg::Object, 100, &mut headers)?;
+    Ok(headers)
 }
 
 // ---- Readers over validated bytes ----
@@ -311,9 +355,14 @@ pub fn map_get<'a>(buf: &'a [u8], field: u32, key: &str) -> Option<&'a str> {
 /// A map value matched case-insensitively with the same answer a decoded `BTreeMap` gives to
 /// "exact key, else the first key in order that matches ignoring ASCII case".
 pub fn map_get_ignore_case<'a>(buf: &'a [u8], field: u32, key: &str) -> Option<&'a str> {
+    get_ignore_case(map_entries(buf, field), key)
+}
+
+/// [`map_get_ignore_case`] over (key, value) pairs in wire order.
+pub fn get_ignore_case<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, key: &str) -> Option<&'a str> {
     let mut exact = None;
     let mut best: Option<(&str, &str)> = None;
-    for (k, v) in map_entries(buf, field) {
+    for (k, v) in pairs {
         if k == key {
             exact = Some(v);
         } else if k.eq_ignore_ascii_case(key) {

@@ -184,6 +184,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out.URL = upstreamURL
+	prepareUpstreamHeaders(out, r)
 	if a.hasHooks() {
 		body, err := readLimited(r.Body, g.opts.MaxBodyBytes)
 		if errors.Is(err, errTooLarge) {
@@ -224,6 +225,43 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	g.proxy.ServeHTTP(w, out)
+}
+
+// hopHeaders are the hop-by-hop headers a proxy does not forward (RFC 9110 section 7.6.1).
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// prepareUpstreamHeaders makes out's headers what the upstream will receive before any hook
+// sees them, so a hook that signs headers (UpstreamRequestSigning's default list signs them
+// all) signs exactly what arrives: hop-by-hop headers (and those Connection names) are
+// removed, and X-Forwarded-For gets the client's address appended here rather than by the
+// reverse proxy afterwards (clearing RemoteAddr turns the proxy's own append off). An
+// Upgrade request keeps its hop-by-hop headers for the proxy's upgrade handling.
+func prepareUpstreamHeaders(out, in *http.Request) {
+	upgrade := false
+	for _, v := range out.Header["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			upgrade = upgrade || strings.EqualFold(strings.TrimSpace(tok), "upgrade")
+		}
+	}
+	if !upgrade {
+		for _, v := range out.Header["Connection"] {
+			for _, tok := range strings.Split(v, ",") {
+				if tok = strings.TrimSpace(tok); tok != "" {
+					out.Header.Del(tok)
+				}
+			}
+		}
+		for _, h := range hopHeaders {
+			out.Header.Del(h)
+		}
+	}
+	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+		if prior := out.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		out.Header.Set("X-Forwarded-For", ip)
+		out.RemoteAddr = ""
+	}
 }
 
 func setBody(r *http.Request, body []byte) {

@@ -85,8 +85,14 @@ type env struct {
 
 func newEnv(t *testing.T, defs map[string]string, opts ...func(*Options)) *env {
 	t.Helper()
+	return newEnvWithStore(t, defs, nil, opts...)
+}
+
+// newEnvWithStore is newEnv with a given host store (nil: a fresh MemoryStore).
+func newEnvWithStore(t *testing.T, defs map[string]string, store coprocess.Store, opts ...func(*Options)) *env {
+	t.Helper()
 	e := &env{t: t, apps: t.TempDir(), rec: &recorder{}}
-	h := echo.Handler()
+	h := echo.NewHandler(echo.Options{VerifyKeys: upstreamKeys})
 	e.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.hits.Add(1)
 		h.ServeHTTP(w, r)
@@ -95,7 +101,7 @@ func newEnv(t *testing.T, defs map[string]string, opts ...func(*Options)) *env {
 	for name, def := range defs {
 		e.writeAPI(name, def)
 	}
-	d, err := coprocess.New(coprocess.Host{Events: e.rec, Logger: e.rec})
+	d, err := coprocess.New(coprocess.Host{Events: e.rec, Logger: e.rec, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,11 +99,16 @@ func run(dir, gatewayBin string) int {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 1
 	}
-	upstream := &http.Server{Handler: echo.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	keys, err := demo.UpstreamKeys(filepath.Join(dir, "upstream-keys.json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		return 1
+	}
+	upstream := &http.Server{Handler: echo.NewHandler(echo.Options{VerifyKeys: keys}), ReadHeaderTimeout: 5 * time.Second}
 	go upstream.Serve(ln)
 	defer upstream.Close()
 	upstreamURL := "http://" + ln.Addr().String()
-	fmt.Printf("   upstream echo service on %s (answers with what it received)\n", upstreamURL)
+	fmt.Printf("   upstream echo service on %s (answers with what it received, verifies HTTP signatures with %d keys)\n", upstreamURL, len(keys))
 
 	// 3. The gateway, a separate process.
 	addr, err := freeAddr()

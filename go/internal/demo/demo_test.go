@@ -20,7 +20,11 @@ import (
 func TestDemoDirectory(t *testing.T) {
 	dir := filepath.Join("..", "..", "demo")
 	os.Setenv("COPROCESS_CONFIG", filepath.Join(dir, "coprocess.json"))
-	upstream := httptest.NewServer(echo.Handler())
+	keys, err := UpstreamKeys(filepath.Join(dir, "upstream-keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream := httptest.NewServer(echo.NewHandler(echo.Options{VerifyKeys: keys}))
 	defer upstream.Close()
 	os.Setenv("DEMO_UPSTREAM", upstream.URL)
 
@@ -69,13 +73,21 @@ func TestDemoDirectory(t *testing.T) {
 	text := out.String()
 	for _, want := range []string{"X-Request-Source: coprocess-gateway", "X-Authenticated-By: StaticTokenAuth", "X-Upstream-Auth: internal",
 		"client got X-Frame-Options: DENY", "client got Server: (absent)", "X-Plugin: coprocess", "client got X-Upstream: (absent)",
-		`answered by the gateway: {"error":"Key not authorised"}`, "answered by the gateway: Key not authorised"} {
+		`answered by the gateway: {"error":"Key not authorised"}`, "answered by the gateway: Key not authorised",
+		"X-Authenticated-By: HMACSignatureAuth", "answered by the gateway: Custom middleware: Bad request",
+		`upstream checked the Authorization signature itself (Go crypto, keyId "demo-gateway-hmac", hmac-sha256): VALID`,
+		`upstream checked the Signature signature itself (Go crypto, keyId "demo-gateway-rsa", rsa-sha256): VALID`,
+		"(request-target): put /ledger/entries/7", `X-Reqhub-Result: {"api":"weather-api"`,
+		`answered by the gateway: {"error":"merchant_signature_invalid","message":"ClientNonce was already used`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
 		}
 	}
-	if strings.Contains(text, "Cookie") && strings.Contains(text, "      Cookie:") {
+	if strings.Contains(text, "      Cookie:") {
 		t.Errorf("a removed Cookie reached the upstream:\n%s", text)
+	}
+	if strings.Contains(text, "NOT VALID") || strings.Count(text, ": VALID\n") != 2 {
+		t.Errorf("the upstream's signature checks:\n%s", text)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -88,7 +100,7 @@ func TestDemoDirectory(t *testing.T) {
 			authLogs++
 		}
 	}
-	if authLogs != 3 {
+	if authLogs != 6 { // static-token 2, partner-key 1, hmac-auth 3
 		t.Errorf("LogEvent lines %d: %v", authLogs, logs)
 	}
 }
