@@ -188,7 +188,7 @@ BENCH_PY := $(BENCH_VENV)/bin/python
 BENCH_DRIVER := $(BENCH)/target/release/coprocess-bench-driver
 BENCH_ROUNDS ?= 7
 BENCH_GO_BENCHTIME ?= 1s
-BENCH_GO_COUNT ?= 5
+BENCH_GO_COUNT ?= 3
 
 $(BENCH_VENV)/.installed: bench/requirements.txt bench/setup-venv.sh
 	PYTHON=$(PYTHON) bash bench/setup-venv.sh $(BENCH_VENV)

@@ -6,7 +6,7 @@ generated Python modules first):
 
     python bench/compare.py --driver DRIVER --gen GENDIR --objects OBJDIR --out bench/results.md
         [--rounds 7] [--seconds 0.4] [--py-seconds 0.5] [--go-dir go] [--go-benchtime 1s]
-        [--go-count 5] [--no-go] [--readme README.md]
+        [--go-count 3] [--no-go] [--readme README.md]
 
 Order: write the Objects; start the gRPC server (127.0.0.1 and a unix socket); the verdict
 smoke check (library, Python in-process, Python over gRPC: same verdicts and answers); then
@@ -183,7 +183,7 @@ def main():
     ap.add_argument("--py-seconds", type=float, default=0.5, help="per Python peer, thread count and round")
     ap.add_argument("--go-dir", default=os.path.join(ROOT, "go"))
     ap.add_argument("--go-benchtime", default="1s")
-    ap.add_argument("--go-count", type=int, default=5)
+    ap.add_argument("--go-count", type=int, default=3)
     ap.add_argument("--no-go", action="store_true")
     ap.add_argument("--readme", help="README.md whose generated bench-compare block gets the table")
     args = ap.parse_args()
