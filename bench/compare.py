@@ -338,8 +338,8 @@ Notes:
   the threads) sends the Object's bytes and times the round trip. Loopback and unix socket
   only; request counts bounded.
 - Go rows: `go test -bench` in `go/coprocess` (-benchtime %(gobt)s, -count %(goc)d, -cpu 1,2), labelled by
-  benchmark name: **they use the Go benchmarks' own Object and middleware** (see the benchmark
-  source), report the mean ns/op of the loop (no p99), and their 2-thread column is
+  benchmark name: **they use the Go benchmarks' own Objects** (see the benchmark source and
+  README's "Benchmarks (Go side)"), report the mean ns/op of the loop (no p99), and their 2-thread column is
   `b.RunParallel` with GOMAXPROCS=2 (throughput = 10^9 / ns/op). Raw output:
   `build/bench/go-bench.txt`.
 
