@@ -32,6 +32,7 @@ pub enum Value<'a> {
     Group,
 }
 
+#[inline(always)]
 fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
     if let Some((&b, rest)) = buf.split_first() {
         if b < 0x80 {
@@ -56,6 +57,7 @@ fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
     Err(WireError("invalid varint"))
 }
 
+#[inline(always)]
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], WireError> {
     if buf.len() < n {
         return Err(WireError("field runs past the end of the message"));
@@ -66,7 +68,15 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], WireError> {
 }
 
 /// Read one tag: (field number, wire type).
+#[inline(always)]
 fn key(buf: &mut &[u8]) -> Result<(u32, u8), WireError> {
+    if let Some((&b, rest)) = buf.split_first() {
+        // One-byte tags (fields 1..15) are nearly all of them.
+        if b < 0x80 && b >= 8 && (b & 7) <= 5 {
+            *buf = rest;
+            return Ok((u32::from(b >> 3), b & 7));
+        }
+    }
     let k = varint(buf)?;
     if k > u64::from(u32::MAX) {
         return Err(WireError("invalid key value"));
@@ -99,6 +109,7 @@ fn skip_group(buf: &mut &[u8], field: u32, depth: u32) -> Result<(), WireError> 
     }
 }
 
+#[inline]
 fn value<'a>(buf: &mut &'a [u8], field: u32, wire: u8, depth: u32) -> Result<Value<'a>, WireError> {
     Ok(match wire {
         0 => Value::Varint(varint(buf)?),
@@ -231,6 +242,16 @@ fn kind(msg: Msg, field: u32) -> Option<Kind> {
     })
 }
 
+/// UTF-8 check of a string field; the ASCII test is the fast path for typical header data.
+#[inline]
+fn check_utf8(b: &[u8]) -> Result<(), WireError> {
+    if b.is_ascii() || std::str::from_utf8(b).is_ok() {
+        Ok(())
+    } else {
+        Err(WireError("invalid string value: data is not UTF-8 encoded"))
+    }
+}
+
 /// Validate one `map<string, string>` entry and return its key and value.
 fn validate_str_entry(mut buf: &[u8], depth: u32) -> Result<(&str, &str), WireError> {
     let (mut k, mut v) = ("", "");
@@ -270,13 +291,12 @@ fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, headers: &mut V
             (Kind::RepDouble, Value::Fixed64(_)) => {}
             (Kind::RepDouble, Value::Len(b)) if b.len() % 8 == 0 => {}
             (Kind::RepDouble, Value::Len(_)) => return Err(WireError("invalid packed length")),
-            (Kind::Str, Value::Len(b)) => {
-                std::str::from_utf8(b).map_err(|_| WireError("invalid string value: data is not UTF-8 encoded"))?;
-            }
+            (Kind::Str, Value::Len(b)) => check_utf8(b)?,
             (Kind::Msg(Msg::MapStrStr), Value::Len(b)) => {
-                let entry = validate_str_entry(b, depth - 1)?;
                 if matches!(msg, Msg::Request) && field == 1 {
-                    headers.push(entry);
+                    headers.push(validate_str_entry(b, depth - 1)?);
+                } else {
+                    validate_message(b, Msg::MapStrStr, depth - 1, headers)?;
                 }
             }
             (Kind::Msg(m), Value::Len(b)) => validate_message(b, m, depth - 1, headers)?,
