@@ -76,9 +76,9 @@ fn request(obj: &mut Object) -> &mut MiniRequestObject {
     obj.request.get_or_insert_with(Default::default)
 }
 
-/// Encode `edits` as a delta Object whose encoding, appended to the original bytes, merges
-/// into the same result as applying them. Caller checked every edit is additive.
-fn encode_delta(edits: Vec<Edit>, out: &mut Vec<u8>) {
+/// `edits` as a delta Object whose encoding, appended to the original bytes, merges into the
+/// same result as applying them. Caller checked every edit is additive.
+fn delta_object(edits: Vec<Edit>) -> Object {
     let mut delta = Object::default();
     let mut touched_request = false;
     for e in edits {
@@ -88,7 +88,7 @@ fn encode_delta(edits: Vec<Edit>, out: &mut Vec<u8>) {
     if !touched_request {
         delta.request = None;
     }
-    delta.encode(out).expect("Vec grows as needed");
+    delta
 }
 
 /// The API the current request belongs to, from the Object's `spec`.
@@ -116,6 +116,8 @@ pub struct Context<'a> {
     source: Source<'a>,
     /// The request headers in wire order, indexed on the first header read (bytes source).
     header_index: OnceCell<Vec<(&'a str, &'a str)>>,
+    /// The `spec` entries in wire order (bytes source; empty otherwise).
+    spec_index: Vec<(&'a str, &'a str)>,
     hook_name: &'a str,
     host: &'a dyn Host,
     edits: Vec<Edit>,
@@ -127,7 +129,6 @@ const OBJ_HOOK_NAME: u32 = 2;
 const OBJ_REQUEST: u32 = 3;
 const OBJ_SESSION: u32 = 4;
 const OBJ_METADATA: u32 = 5;
-const OBJ_SPEC: u32 = 6;
 const REQ_HEADERS: u32 = 1;
 const REQ_BODY: u32 = 4;
 const REQ_URL: u32 = 5;
@@ -145,6 +146,7 @@ impl<'a> Context<'a> {
         Context {
             source: Source::Decoded(input),
             header_index: OnceCell::new(),
+            spec_index: Vec::new(),
             hook_name: &input.hook_name,
             host,
             edits: Vec::new(),
@@ -155,7 +157,7 @@ impl<'a> Context<'a> {
     /// A context over serialised Object bytes, validated here as strictly as a full decode
     /// but read lazily. `lazy` receives the decoded Object if anything asks for it whole.
     pub fn from_bytes(bytes: &'a [u8], lazy: &'a OnceCell<Object>, host: &'a dyn Host) -> Result<Self, WireError> {
-        let headers = wire::validate_indexing_headers(bytes)?;
+        let index = wire::validate_indexed(bytes)?;
         let source = match wire::count(bytes, OBJ_REQUEST) {
             0 => Source::Bytes { bytes, request: &[], lazy },
             1 => Source::Bytes { bytes, request: wire::last_len(bytes, OBJ_REQUEST).unwrap_or(&[]), lazy },
@@ -166,10 +168,12 @@ impl<'a> Context<'a> {
             Source::Bytes { .. } => wire::last_str(bytes, OBJ_HOOK_NAME),
         };
         let header_index = OnceCell::new();
+        let mut spec_index = Vec::new();
         if matches!(source, Source::Bytes { .. }) {
-            let _ = header_index.set(headers);
+            let _ = header_index.set(index.headers);
+            spec_index = index.spec;
         }
-        Ok(Context { source, header_index, hook_name, host, edits: Vec::new(), working: None })
+        Ok(Context { source, header_index, spec_index, hook_name, host, edits: Vec::new(), working: None })
     }
 
     // ---- Reads (the Object as the gateway sent it) ----
@@ -201,7 +205,7 @@ impl<'a> Context<'a> {
     pub fn spec(&self, key: &str) -> Option<&'a str> {
         match self.source {
             Source::Decoded(o) => o.spec.get(key).map(String::as_str),
-            Source::Bytes { bytes, .. } => wire::map_get(bytes, OBJ_SPEC, key),
+            Source::Bytes { .. } => self.spec_index.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v),
         }
     }
 
@@ -481,9 +485,10 @@ impl<'a> Context<'a> {
             return input_bytes.to_vec();
         }
         if allow_append && self.edits.iter().all(|e| e.is_additive(&self)) {
-            let mut out = Vec::with_capacity(input_bytes.len() + 64);
+            let delta = delta_object(self.edits);
+            let mut out = Vec::with_capacity(input_bytes.len() + delta.encoded_len());
             out.extend_from_slice(input_bytes);
-            encode_delta(self.edits, &mut out);
+            delta.encode(&mut out).expect("capacity reserved");
             return out;
         }
         let mut obj = self.object().clone();

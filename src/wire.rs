@@ -274,9 +274,18 @@ fn validate_str_entry(mut buf: &[u8], depth: u32) -> Result<(&str, &str), WireEr
     Ok((k, v))
 }
 
-/// Validate a message of type `msg`; the entries of `MiniRequestObject.headers` met on the
-/// way are appended to `headers` in wire order.
-fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, headers: &mut Vec<(&'a str, &'a str)>) -> Result<(), WireError> {
+/// The map entries a dispatch reads most, collected while validating, in wire order (a key
+/// sent twice appears twice; the later entry is the map's value).
+#[derive(Debug, Default)]
+pub struct Index<'a> {
+    /// `Object.request.headers` entries (every request occurrence).
+    pub headers: Vec<(&'a str, &'a str)>,
+    /// `Object.spec` entries.
+    pub spec: Vec<(&'a str, &'a str)>,
+}
+
+/// Validate a message of type `msg`, collecting the [`Index`] entries met on the way.
+fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, index: &mut Index<'a>) -> Result<(), WireError> {
     if depth == 0 {
         return Err(WireError("recursion limit reached"));
     }
@@ -293,13 +302,13 @@ fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, headers: &mut V
             (Kind::RepDouble, Value::Len(_)) => return Err(WireError("invalid packed length")),
             (Kind::Str, Value::Len(b)) => check_utf8(b)?,
             (Kind::Msg(Msg::MapStrStr), Value::Len(b)) => {
-                if matches!(msg, Msg::Request) && field == 1 {
-                    headers.push(validate_str_entry(b, depth - 1)?);
-                } else {
-                    validate_message(b, Msg::MapStrStr, depth - 1, headers)?;
+                match (msg, field) {
+                    (Msg::Request, 1) => index.headers.push(validate_str_entry(b, depth - 1)?),
+                    (Msg::Object, 6) => index.spec.push(validate_str_entry(b, depth - 1)?),
+                    _ => validate_message(b, Msg::MapStrStr, depth - 1, index)?,
                 }
             }
-            (Kind::Msg(m), Value::Len(b)) => validate_message(b, m, depth - 1, headers)?,
+            (Kind::Msg(m), Value::Len(b)) => validate_message(b, m, depth - 1, index)?,
             _ => return Err(WireError("invalid wire type for a known field")),
         }
     }
@@ -308,15 +317,14 @@ fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, headers: &mut V
 
 /// Whether `bytes` decode as a `coprocess.Object`, with the same verdict as prost.
 pub fn validate(bytes: &[u8]) -> Result<(), WireError> {
-    validate_message(bytes, Msg::Object, 100, &mut Vec::new())
+    validate_message(bytes, Msg::Object, 100, &mut Index::default())
 }
 
-/// [`validate`], also returning the request headers (`request.headers` entries, every
-/// occurrence, in wire order) so reading them later costs no second pass.
-pub fn validate_indexing_headers(bytes: &[u8]) -> Result<Vec<(&str, &str)>, WireError> {
-    let mut headers = Vec::with_capacity(32);
-    validate_message(bytes, Msg::Object, 100, &mut headers)?;
-    Ok(headers)
+/// [`validate`], also returning the [`Index`] so reading those maps later costs no second pass.
+pub fn validate_indexed(bytes: &[u8]) -> Result<Index<'_>, WireError> {
+    let mut index = Index { headers: Vec::with_capacity(32), spec: Vec::with_capacity(8) };
+    validate_message(bytes, Msg::Object, 100, &mut index)?;
+    Ok(index)
 }
 
 // ---- Readers over validated bytes ----
