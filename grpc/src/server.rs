@@ -5,7 +5,7 @@ use crate::log::Logger;
 use crate::options::Options;
 use crate::pb::dispatcher_server::DispatcherServer;
 use crate::service::DispatchService;
-use coprocess::{ConfigSource, MemoryStore, Runtime};
+use coprocess::{ConfigSource, MemoryStore, Registry, Runtime};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,15 +35,20 @@ pub struct Server {
     grace: Duration,
 }
 
-fn runtime_for(opts: &Options, host: Arc<ServerHost>) -> Result<Runtime, String> {
+fn runtime_for(opts: &Options, registry: Registry, host: Arc<ServerHost>) -> Result<Runtime, String> {
     let source = match &opts.middleware_config {
         Some(p) => ConfigSource::File(p.clone()),
         None => ConfigSource::Env,
     };
-    let runtime = Runtime::new(coprocess::builtins::registry(), host, source);
     // The library starts with an empty configuration when the file is broken; a server should
-    // rather refuse to start. A reload validates the file and every section.
-    runtime.reload().map_err(|e| format!("middleware configuration: {}", e.message))?;
+    // rather refuse to start. Reading the file first, then a reload (which validates every
+    // section) catches both.
+    source.load().map_err(|e| format!("middleware configuration: {e}"))?;
+    let runtime = Runtime::new(registry, host, source);
+    runtime.reload().map_err(|e| {
+        let why = e.message.trim_start_matches("reload failed, previous configuration kept: ");
+        format!("middleware configuration: {why}")
+    })?;
     Ok(runtime)
 }
 
@@ -76,8 +81,14 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
     }
 }
 
-/// Build the host and runtime, bind the listeners and start serving.
+/// Build the host and a runtime over every built-in, bind the listeners and start serving.
 pub async fn start(opts: Options) -> Result<Server, String> {
+    start_with(opts, coprocess::builtins::registry()).await
+}
+
+/// [`start`] with your own registry: a server binary offering your middleware (beside or
+/// instead of the built-ins) over gRPC.
+pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, String> {
     opts.validate()?;
     let logger = Logger::new(opts.log_level);
     let store = match &opts.redis_url {
@@ -97,7 +108,7 @@ pub async fn start(opts: Options) -> Result<Server, String> {
     let host = Arc::new(ServerHost::new(logger.clone(), events, store));
     let runtime = {
         let (o, h) = (opts.clone(), host.clone());
-        Arc::new(tokio::task::spawn_blocking(move || runtime_for(&o, h)).await.map_err(|e| format!("configuration task failed: {e}"))??)
+        Arc::new(tokio::task::spawn_blocking(move || runtime_for(&o, registry, h)).await.map_err(|e| format!("configuration task failed: {e}"))??)
     };
 
     let service = Arc::new(DispatchService::new(runtime.clone(), logger.clone()));
@@ -193,7 +204,8 @@ impl Server {
                 Ok(())
             }
             Err(e) => {
-                self.logger.error("reload failed, previous configuration kept", &[("error", Value::from(e.message.as_str()))]);
+                let why = e.message.trim_start_matches("reload failed, previous configuration kept: ");
+                self.logger.error("reload failed, previous configuration kept", &[("error", Value::from(why))]);
                 Err(e.message)
             }
         }
