@@ -303,7 +303,9 @@ func TestTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	plain, err := grpc.DialContext(ctx, "passthrough:///tcp", grpc.WithInsecure(),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", s.tcp) }))
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", s.tcp)
+		}))
 	if err == nil {
 		defer plain.Close()
 		if _, err := dispatch(plain, hmacObject(hmacSignature)); err == nil {
