@@ -31,7 +31,7 @@ import (
 
 // server is one coprocess-grpc process.
 type server struct {
-	t     *testing.T
+	t     testing.TB
 	cmd   *exec.Cmd
 	tcp   string
 	unix  string
@@ -42,7 +42,7 @@ type server struct {
 }
 
 // startServer runs the binary with args and waits for its "serving" line.
-func startServer(t *testing.T, args ...string) *server {
+func startServer(t testing.TB, args ...string) *server {
 	t.Helper()
 	bin := os.Getenv("COPROCESS_GRPC_BIN")
 	if bin == "" {
@@ -144,7 +144,7 @@ func (s *server) waitLog(what string, pred func(map[string]interface{}) bool) ma
 }
 
 // dial connects the way the gateway's gRPC driver does: a custom dialer for "tcp" or "unix".
-func dial(t *testing.T, network, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+func dial(t testing.TB, network, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -165,7 +165,7 @@ func dial(t *testing.T, network, addr string, opts ...grpc.DialOption) *grpc.Cli
 	return conn
 }
 
-func (s *server) conns(t *testing.T) map[string]*grpc.ClientConn {
+func (s *server) conns(t testing.TB) map[string]*grpc.ClientConn {
 	return map[string]*grpc.ClientConn{"tcp": dial(t, "tcp", s.tcp), "unix": dial(t, "unix", s.unix)}
 }
 
@@ -228,7 +228,7 @@ func overrides(o *pb.Object) (int32, string) {
 	return r.ResponseCode, r.ResponseError
 }
 
-func expectCode(t *testing.T, label string, err error, want codes.Code) {
+func expectCode(t testing.TB, label string, err error, want codes.Code) {
 	t.Helper()
 	if status.Code(err) != want {
 		t.Errorf("%s: got %v, want %v", label, err, want)
@@ -236,7 +236,7 @@ func expectCode(t *testing.T, label string, err error, want codes.Code) {
 }
 
 // writeJSON writes v to path through a rename, so a reload never reads a half-written file.
-func writeJSON(t *testing.T, path string, v interface{}) {
+func writeJSON(t testing.TB, path string, v interface{}) {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
