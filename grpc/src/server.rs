@@ -118,29 +118,38 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<DispatcherServer<DispatchService>>().await;
 
+    // Bind every listener before serving any, so a failure leaves nothing running.
+    let tcp_listener = match &opts.listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr.as_str()).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?),
+        None => None,
+    };
+    let mut tcp_builder = TonicServer::builder();
+    if let (Some(cert), Some(key)) = (&opts.tls_cert, &opts.tls_key) {
+        tcp_builder = tcp_builder.tls_config(tls_config(cert, key)?).map_err(|e| format!("TLS configuration: {e}"))?;
+    }
+    let unix_listener = match &opts.unix {
+        Some(path) => {
+            prepare_unix_path(path)?;
+            Some(tokio::net::UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut tcp = None;
-    if let Some(addr) = &opts.listen {
-        let listener = tokio::net::TcpListener::bind(addr.as_str()).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    if let Some(listener) = tcp_listener {
         tcp = Some(listener.local_addr().map_err(|e| e.to_string())?);
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let mut builder = TonicServer::builder();
-        if let (Some(cert), Some(key)) = (&opts.tls_cert, &opts.tls_key) {
-            builder = builder.tls_config(tls_config(cert, key)?).map_err(|e| format!("TLS configuration: {e}"))?;
-        }
-        let router = builder.add_service(health_service.clone()).add_service(dispatcher.clone());
+        let router = tcp_builder.add_service(health_service.clone()).add_service(dispatcher.clone());
         let (rx, stop, log) = (shutdown_rx.clone(), shutdown.clone(), logger.clone());
         tasks.push(tokio::spawn(async move {
             let r = router.serve_with_incoming_shutdown(incoming, wait_for(rx)).await;
             ended("tcp", r, &stop, &log)
         }));
     }
-    let mut unix = None;
-    if let Some(path) = &opts.unix {
-        prepare_unix_path(path)?;
-        let listener = tokio::net::UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-        unix = Some(path.clone());
+    let unix = opts.unix.clone();
+    if let Some(listener) = unix_listener {
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
         let router = TonicServer::builder().add_service(health_service).add_service(dispatcher);
         let (rx, stop, log) = (shutdown_rx.clone(), shutdown.clone(), logger.clone());

@@ -310,10 +310,20 @@ async fn startup_refuses_a_broken_configuration_or_a_busy_socket() {
     assert!(e.contains("cannot read configuration file"), "{e}");
 
     let first = start(&dir, &json!({})).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut opts = options(&dir, &json!({}));
-    opts.listen = None;
+    opts.listen = Some(format!("127.0.0.1:{port}"));
     let e = server::start(opts).await.err().unwrap();
     assert!(e.contains("in use"), "{e}");
+    // Nothing was left serving on the TCP address of the failed start.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "a failed start left a listener behind");
+    let mut opts = options(&dir, &json!({}));
+    opts.tls_cert = Some(dir.join("missing-cert.pem"));
+    opts.tls_key = Some(dir.join("missing-key.pem"));
+    opts.unix = Some(dir.join("tls-fail.sock"));
+    let e = server::start(opts).await.err().unwrap();
+    assert!(e.contains("cannot read TLS certificate"), "{e}");
+    assert!(!dir.join("tls-fail.sock").exists(), "a failed start left a socket file behind");
     first.shutdown().await.unwrap();
     std::fs::write(dir.join("not-a-socket"), "x").unwrap();
     let mut opts = options(&dir, &json!({}));
