@@ -25,7 +25,7 @@ CINC := -Iinclude -I$(PB) -Ictests
 # -rdynamic puts the host functions the programs define into their dynamic symbol table,
 # where the library's weak imports find them.
 CLINK := -L$(LIBDIR) -Wl,-rpath,$(LIBDIR) -lcoprocess -lprotobuf-c -rdynamic
-VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible \
+VALGRIND := valgrind --quiet --error-exitcode=99 --suppressions=$(CURDIR)/ctests/valgrind.supp --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	--errors-for-leak-kinds=definite,indirect,possible
 CTESTS := $(patsubst ctests/%.c,$(BUILD)/%,$(wildcard ctests/test_*.c))
 
