@@ -27,7 +27,7 @@ if ((${#missing[@]})); then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo (Rust 1.80 or newer) is required: install it with rustup" >&2
+  echo "setup: cargo (Rust 1.88 or newer) is required: install it with rustup" >&2
   exit 1
 fi
 echo "setup: all build and test dependencies present"
