@@ -32,7 +32,7 @@ CTESTS := $(patsubst ctests/%.c,$(BUILD)/%,$(wildcard ctests/test_*.c))
 setup:
 	@bash scripts/setup.sh
 
-.PHONY: setup all build test rust-test check-header check-symbols ctest valgrind asan examples doc stress fuzz \
+.PHONY: setup all build test fmt-check rust-test check-header check-symbols ctest valgrind asan examples doc stress fuzz \
 	demo c-demo install pc clean go-build go-test go-bench go-pb gateway-demo \
 	bench-compare bench-smoke bench-driver bench-py \
 	grpc-build grpc-gopath grpc-test grpc-bench
@@ -150,8 +150,14 @@ doc:
 demo: setup
 	$(MAKE) gateway-demo
 
+# Formatting of every Rust crate (root workspace, fuzz/, bench/driver/), rustfmt.toml at the root.
+fmt-check:
+	$(CARGO) fmt --all --check
+	cd fuzz && $(CARGO) fmt --check
+	cd bench/driver && $(CARGO) fmt --check
+
 test: setup
-	$(MAKE) rust-test check-header check-symbols ctest valgrind asan examples doc stress go-test grpc-test fuzz
+	$(MAKE) fmt-check rust-test check-header check-symbols ctest valgrind asan examples doc stress go-test grpc-test fuzz
 
 # ---- The Go host (go/): offline module mode over Debian's Go packages (see go/go.mod).
 GO ?= go

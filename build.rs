@@ -22,14 +22,7 @@ fn generate_protos(manifest: &Path) {
     config.btree_map(["."]);
     // Session templates in configuration are JSON objects with SessionState's snake_case field
     // names; unknown keys are a configuration error.
-    for message in [
-        "SessionState",
-        "AccessDefinition",
-        "AccessSpec",
-        "BasicAuthData",
-        "JWTData",
-        "Monitor",
-    ] {
+    for message in ["SessionState", "AccessDefinition", "AccessSpec", "BasicAuthData", "JWTData", "Monitor"] {
         config.type_attribute(
             format!(".coprocess.{message}"),
             "#[derive(serde::Deserialize)] #[serde(deny_unknown_fields, default)]",
@@ -41,11 +34,7 @@ fn generate_protos(manifest: &Path) {
 fn compile_shim(manifest: &Path) {
     let shim = manifest.join("csrc/host_shim.c");
     println!("cargo:rerun-if-changed={}", shim.display());
-    cc::Build::new()
-        .file(&shim)
-        .flag_if_supported("-fvisibility=hidden")
-        .warnings(true)
-        .compile("coprocess_host_shim");
+    cc::Build::new().file(&shim).flag_if_supported("-fvisibility=hidden").warnings(true).compile("coprocess_host_shim");
 }
 
 fn generate_header(manifest: &Path, out: &Path) {

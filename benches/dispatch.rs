@@ -25,7 +25,10 @@ fn object(hook_type: HookType, hook_name: &str) -> Vec<u8> {
         ("Authorization", "Bearer tok-8c1f0e6a2b"),
         ("Cookie", "session=8c1f0e6a2b; theme=dark; _ga=GA1.2.1234567890.1714737000"),
         ("Referer", "https://app.example.com/dashboard/items?page=2"),
-        ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"),
+        (
+            "User-Agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+        ),
         ("X-Forwarded-For", "203.0.113.7, 10.0.0.12"),
         ("X-Request-Id", "5f0c1a7e-8d8b-4b61-9a44-3c2f1e0d9b7a"),
     ] {
@@ -35,7 +38,11 @@ fn object(hook_type: HookType, hook_name: &str) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = Runtime::new(coprocess::builtins::registry(), Arc::new(FakeHost::new()), ConfigSource::Fixed(Default::default()));
+    let rt = Runtime::new(
+        coprocess::builtins::registry(),
+        Arc::new(FakeHost::new()),
+        ConfigSource::Fixed(Default::default()),
+    );
     let pre = object(HookType::Pre, "InjectHeaders");
     let auth = object(HookType::CustomKeyCheck, "StaticTokenAuth");
     eprintln!("Object size: {} bytes", pre.len());
@@ -44,7 +51,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("wire_validate", |b| b.iter(|| coprocess::wire::validate(black_box(&pre)).unwrap()));
     g.bench_function("prost_decode", |b| b.iter(|| Object::decode(black_box(&pre[..])).unwrap()));
     g.bench_function("prost_encode", |b| b.iter(|| black_box(&decoded).encode_to_vec()));
-    g.bench_function("prost_decode_encode", |b| b.iter(|| Object::decode(black_box(&pre[..])).unwrap().encode_to_vec()));
+    g.bench_function("prost_decode_encode", |b| {
+        b.iter(|| Object::decode(black_box(&pre[..])).unwrap().encode_to_vec())
+    });
     g.bench_function("dispatch_inject_headers", |b| b.iter(|| rt.dispatch(black_box(&pre)).unwrap()));
     g.bench_function("dispatch_static_token", |b| b.iter(|| rt.dispatch(black_box(&auth)).unwrap()));
     g.finish();

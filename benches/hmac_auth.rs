@@ -39,14 +39,20 @@ fn object(signature: &str) -> Object {
         ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
         ("Accept-Encoding", "gzip, deflate, br"),
         ("Accept-Language", "en-GB,en;q=0.9,de;q=0.7"),
-        ("Authorization", &format!("Signature keyId=\"client-42\",algorithm=\"hmac-sha512\",signature=\"{signature}\"")),
+        (
+            "Authorization",
+            &format!("Signature keyId=\"client-42\",algorithm=\"hmac-sha512\",signature=\"{signature}\""),
+        ),
         ("Connection", "keep-alive"),
         ("Cookie", "session=8c1f0e6a2b; theme=dark; _ga=GA1.2.1234567890.1714737000"),
         ("Date", DATE),
         ("Referer", "https://app.example.com/dashboard/items?page=2"),
         ("Sec-Fetch-Dest", "empty"),
         ("Sec-Fetch-Mode", "cors"),
-        ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"),
+        (
+            "User-Agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+        ),
         ("X-Forwarded-For", "203.0.113.7, 10.0.0.12"),
         ("X-Request-Id", "5f0c1a7e-8d8b-4b61-9a44-3c2f1e0d9b7a"),
     ];
@@ -61,8 +67,12 @@ fn object(signature: &str) -> Object {
     for (k, v) in headers {
         req.headers.insert(k.into(), v.into());
     }
-    let mut obj =
-        Object { hook_type: HookType::CustomKeyCheck as i32, hook_name: "HMACSignatureAuth".into(), request: Some(req), ..Default::default() };
+    let mut obj = Object {
+        hook_type: HookType::CustomKeyCheck as i32,
+        hook_name: "HMACSignatureAuth".into(),
+        request: Some(req),
+        ..Default::default()
+    };
     obj.spec.insert("APIID".into(), "b84fe1a04e5648927971c0557971565c".into());
     obj.spec.insert("OrgID".into(), "5e9d9544a1dcd60001d0ed20".into());
     obj.spec.insert("bundle_hash".into(), "".into());
@@ -74,7 +84,11 @@ fn object(signature: &str) -> Object {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = Runtime::new(coprocess::builtins::registry(), Arc::new(QuietHost::default()), ConfigSource::Fixed(Default::default()));
+    let rt = Runtime::new(
+        coprocess::builtins::registry(),
+        Arc::new(QuietHost::default()),
+        ConfigSource::Fixed(Default::default()),
+    );
     let good = object(SIG).encode_to_vec();
     let bad = object(&SIG.replacen('9', "8", 1)).encode_to_vec();
     eprintln!("Object size: {} bytes", good.len());

@@ -51,7 +51,10 @@ fn request(token_override: Option<&str>) -> Vec<u8> {
     };
     for (k, v) in [
         ("Host", "api.example.com"),
-        ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"),
+        (
+            "User-Agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+        ),
         ("Accept", "application/json, text/plain, */*"),
         ("Accept-Encoding", "gzip, deflate, br"),
         ("Accept-Language", "en-GB,en;q=0.9"),
@@ -63,7 +66,12 @@ fn request(token_override: Option<&str>) -> Vec<u8> {
     for (k, v) in h.client_pairs() {
         req.headers.insert(k.into(), token_override.filter(|_| k == "ClientToken").unwrap_or(v).into());
     }
-    let mut obj = Object { hook_type: HookType::Pre as i32, hook_name: "ReqHubMerchant".into(), request: Some(req), ..Default::default() };
+    let mut obj = Object {
+        hook_type: HookType::Pre as i32,
+        hook_name: "ReqHubMerchant".into(),
+        request: Some(req),
+        ..Default::default()
+    };
     obj.spec.insert("APIID".into(), "3f1e2d4c5b6a79880a1b2c3d4e5f6a7b".into());
     obj.spec.insert("OrgID".into(), "5e9d9544a1dcd60001d0ed20".into());
     obj.spec.insert("bundle_hash".into(), "d41d8cd98f00b204e9800998ecf8427e".into());
@@ -84,7 +92,11 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("reqhub_local");
     g.bench_function("baseline_prost_decode_encode", |b| {
-        b.iter_batched(|| request(None), |bytes| black_box(Object::decode(&bytes[..]).unwrap().encode_to_vec()), BatchSize::SmallInput)
+        b.iter_batched(
+            || request(None),
+            |bytes| black_box(Object::decode(&bytes[..]).unwrap().encode_to_vec()),
+            BatchSize::SmallInput,
+        )
     });
     g.bench_function("dispatch_verify_pass", |b| {
         b.iter_batched(|| request(None), |bytes| black_box(rt.dispatch(&bytes).unwrap()), BatchSize::SmallInput)

@@ -5,7 +5,7 @@
 //! target/criterion/upstream_signing/*/new/estimates.json.
 
 use coprocess::proto::{MiniRequestObject, ReturnOverrides};
-use coprocess::{builtins, ConfigSource, FakeHost, Host, HookType, Object, Runtime, SessionState};
+use coprocess::{builtins, ConfigSource, FakeHost, HookType, Host, Object, Runtime, SessionState};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use prost::Message;
 use serde_json::json;
@@ -29,18 +29,37 @@ fn object(hook_name: &str) -> Object {
         ("Content-Type", "application/json"),
         ("Content-Length", "36"),
         ("Date", "Fri, 03 May 2024 12:00:42 GMT"),
-        ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"),
+        (
+            "User-Agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+        ),
         ("X-Forwarded-For", "203.0.113.7, 198.51.100.23"),
         ("X-Request-Id", "7f9c2ba4-e88f-4a2b-b8d6-0c5d1c6e2f10"),
         ("Cookie", "session=9f8e7d6c5b4a39281706f5e4d3c2b1a0; theme=dark; consent=analytics%3Dno"),
-        ("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+        (
+            "Authorization",
+            "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        ),
     ] {
         req.headers.insert(k.into(), v.into());
     }
-    let mut session = SessionState { rate: 1000.0, per: 60.0, quota_max: 100_000, quota_remaining: 99_000, org_id: "org-1".into(), ..Default::default() };
+    let mut session = SessionState {
+        rate: 1000.0,
+        per: 60.0,
+        quota_max: 100_000,
+        quota_remaining: 99_000,
+        org_id: "org-1".into(),
+        ..Default::default()
+    };
     session.tags = vec!["gold".into(), "eu-west".into()];
     session.metadata.insert("tenant".into(), "acme-corp".into());
-    let mut obj = Object { hook_type: HookType::Post as i32, hook_name: hook_name.into(), request: Some(req), session: Some(session), ..Default::default() };
+    let mut obj = Object {
+        hook_type: HookType::Post as i32,
+        hook_name: hook_name.into(),
+        request: Some(req),
+        session: Some(session),
+        ..Default::default()
+    };
     obj.metadata.insert("token".into(), "5f8a1c2e9d7b4a3f".into());
     obj.spec.insert("APIID".into(), "b7c1e9f0a3d24e5f8c6b".into());
     obj.spec.insert("OrgID".into(), "org-1".into());
@@ -49,7 +68,8 @@ fn object(hook_name: &str) -> Object {
 }
 
 fn bench(c: &mut Criterion) {
-    let pem = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test_rsa2048_pkcs1.pem")).unwrap();
+    let pem =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test_rsa2048_pkcs1.pem")).unwrap();
     let global = json!({
         "UpstreamRequestSigning:hmac": {"algorithm": "hmac-sha256", "keyId": "bench", "secret": "bench-secret-0123456789"},
         "UpstreamRequestSigning:hmaclist": {"algorithm": "hmac-sha256", "keyId": "bench", "secret": "bench-secret-0123456789",

@@ -26,12 +26,9 @@ fn main() {
             ("Dispatch", ".coprocess.Object", ".coprocess.Object") => {
                 ("dispatch", "crate::codec::RawObject", "crate::codec::RawObject", "crate::codec::RawCodec")
             }
-            ("DispatchEvent", ".coprocess.Event", ".coprocess.EventReply") => (
-                "dispatch_event",
-                "coprocess::proto::Event",
-                "coprocess::proto::EventReply",
-                "tonic_prost::ProstCodec",
-            ),
+            ("DispatchEvent", ".coprocess.Event", ".coprocess.EventReply") => {
+                ("dispatch_event", "coprocess::proto::Event", "coprocess::proto::EventReply", "tonic_prost::ProstCodec")
+            }
             (name, i, o) => panic!("coprocess.Dispatcher/{name}({i}) returns ({o}) is not served by this build"),
         };
         builder = builder.method(

@@ -37,7 +37,8 @@ impl ConfigSource {
                 _ => return Ok(Sections::new()),
             },
         };
-        let text = std::fs::read(&path).map_err(|e| format!("cannot read configuration file {}: {e}", path.display()))?;
+        let text =
+            std::fs::read(&path).map_err(|e| format!("cannot read configuration file {}: {e}", path.display()))?;
         parse_sections(&text).map_err(|e| format!("configuration file {}: {e}", path.display()))
     }
 }

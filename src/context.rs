@@ -7,10 +7,10 @@
 //! Object mutably when a middleware needs it (always the full path).
 
 use crate::host::{Host, LogLevel};
-use crate::wire::{self, WireError};
-use std::cell::OnceCell;
 use crate::proto::{HookType, MiniRequestObject, Object, ResponseObject, SessionState};
+use crate::wire::{self, WireError};
 use prost::Message;
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 /// One recorded change to the Object.
@@ -60,7 +60,11 @@ impl Edit {
     /// replace a message that protobuf would merge into instead.
     fn is_additive(&self, ctx: &Context<'_>) -> bool {
         match self {
-            Edit::SetHeader(..) | Edit::DeleteHeader(_) | Edit::AddParam(..) | Edit::DeleteParam(_) | Edit::Metadata(..) => true,
+            Edit::SetHeader(..)
+            | Edit::DeleteHeader(_)
+            | Edit::AddParam(..)
+            | Edit::DeleteParam(_)
+            | Edit::Metadata(..) => true,
             Edit::SetUrl(u) => !u.is_empty() || ctx.url().is_empty(),
             Edit::SetMethod(m) => !m.is_empty() || ctx.method().is_empty(),
             Edit::Override { code, error, body, .. } => {
@@ -259,7 +263,10 @@ impl<'a> Context<'a> {
     /// A name sent twice appears twice; the later one is what the gateway meant.
     pub fn header_pairs(&self) -> Vec<(&'a str, &'a str)> {
         match self.source {
-            Source::Decoded(o) => o.request.as_ref().map_or_else(Vec::new, |r| r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
+            Source::Decoded(o) => o
+                .request
+                .as_ref()
+                .map_or_else(Vec::new, |r| r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
             Source::Bytes { .. } => self.indexed_headers().to_vec(),
         }
     }
@@ -340,7 +347,9 @@ impl<'a> Context<'a> {
     pub fn object(&self) -> &'a Object {
         match self.source {
             Source::Decoded(o) => o,
-            Source::Bytes { bytes, lazy, .. } => lazy.get_or_init(|| Object::decode(bytes).expect("validated bytes decode")),
+            Source::Bytes { bytes, lazy, .. } => {
+                lazy.get_or_init(|| Object::decode(bytes).expect("validated bytes decode"))
+            }
         }
     }
 
@@ -527,7 +536,8 @@ mod tests {
         };
         req.headers.insert("Authorization".into(), "x".into());
         req.set_headers.insert("Existing".into(), "1".into());
-        let mut obj = Object { hook_name: "H".into(), hook_type: HookType::Pre as i32, request: Some(req), ..Default::default() };
+        let mut obj =
+            Object { hook_name: "H".into(), hook_type: HookType::Pre as i32, request: Some(req), ..Default::default() };
         obj.spec.insert("APIID".into(), "api1".into());
         obj
     }

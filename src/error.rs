@@ -160,6 +160,9 @@ mod tests {
     #[test]
     fn redaction_keeps_field_names() {
         assert_eq!(redact_quoted_values("unknown field `secretz`"), "unknown field `secretz`");
-        assert_eq!(redact_quoted_values("a string \"x\" b string \"y"), "a string \"<redacted>\" b string \"<redacted>\"");
+        assert_eq!(
+            redact_quoted_values("a string \"x\" b string \"y"),
+            "a string \"<redacted>\" b string \"<redacted>\""
+        );
     }
 }

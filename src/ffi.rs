@@ -95,8 +95,9 @@ unsafe fn message_bytes<'a>(msg: *const CoProcessMessage, what: &str) -> Result<
 
 /// Copy `bytes` into a malloc'd buffer the host frees with free(3).
 fn malloc_copy(bytes: &[u8]) -> Result<(*mut c_void, c_int), Error> {
-    let len = c_int::try_from(bytes.len())
-        .map_err(|_| Error::new(Code::Middleware, format!("answer of {} bytes exceeds the ABI's int length", bytes.len())))?;
+    let len = c_int::try_from(bytes.len()).map_err(|_| {
+        Error::new(Code::Middleware, format!("answer of {} bytes exceeds the ABI's int length", bytes.len()))
+    })?;
     // SAFETY: malloc of a non-zero size; checked for NULL below.
     let p = unsafe { libc::malloc(bytes.len().max(1)) };
     if p.is_null() {
@@ -111,7 +112,11 @@ fn malloc_copy(bytes: &[u8]) -> Result<(*mut c_void, c_int), Error> {
 ///
 /// # Safety
 /// Pointers as documented for `Dispatch`.
-pub unsafe fn dispatch(runtime: impl FnOnce() -> &'static Runtime, object: *mut CoProcessMessage, new_object: *mut CoProcessMessage) -> c_int {
+pub unsafe fn dispatch(
+    runtime: impl FnOnce() -> &'static Runtime,
+    object: *mut CoProcessMessage,
+    new_object: *mut CoProcessMessage,
+) -> c_int {
     if !new_object.is_null() {
         // SAFETY: non-null out-parameter owned by the caller.
         unsafe {

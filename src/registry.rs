@@ -148,7 +148,10 @@ impl Registry {
     /// Register middleware `T` under `T::NAME`, replacing any earlier registration of it.
     pub fn middleware<T: Middleware>(&mut self) -> &mut Self {
         assert!(!T::NAME.is_empty() && !T::NAME.contains(':'), "middleware name must be non-empty and contain no ':'");
-        self.middleware.insert(T::NAME, MiddlewareEntry { hooks: T::HOOKS, build: build_middleware::<T>, on_reload: T::on_reload });
+        self.middleware.insert(
+            T::NAME,
+            MiddlewareEntry { hooks: T::HOOKS, build: build_middleware::<T>, on_reload: T::on_reload },
+        );
         self
     }
 

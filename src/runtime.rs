@@ -80,10 +80,12 @@ impl Runtime {
     /// missing or broken file leaves an empty global configuration and logs the error
     /// through the host at level error.
     pub fn new(registry: Registry, host: Arc<dyn Host>, source: ConfigSource) -> Self {
-        let loaded = source.load().and_then(|sections| build_state(&registry, &*host, &sections, true)).and_then(with_limit);
+        let loaded =
+            source.load().and_then(|sections| build_state(&registry, &*host, &sections, true)).and_then(with_limit);
         let state = loaded.unwrap_or_else(|e| {
             host.log(LogLevel::Error, &format!("coprocess: {e}; running with an empty global configuration"));
-            let mut empty = build_state(&registry, &*host, &Sections::new(), false).expect("empty configuration always builds");
+            let mut empty =
+                build_state(&registry, &*host, &Sections::new(), false).expect("empty configuration always builds");
             empty.max_message_bytes = max_message_bytes().unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
             empty
         });
@@ -124,7 +126,10 @@ impl Runtime {
     fn check_size(&self, len: usize) -> Result<(), Error> {
         let max = self.state.load().max_message_bytes;
         if len > max {
-            return Err(Error::new(Code::InvalidInput, format!("message of {len} bytes exceeds the limit of {max} bytes ({MAX_MESSAGE_ENV})")));
+            return Err(Error::new(
+                Code::InvalidInput,
+                format!("message of {len} bytes exceeds the limit of {max} bytes ({MAX_MESSAGE_ENV})"),
+            ));
         }
         Ok(())
     }
@@ -148,11 +153,9 @@ impl Runtime {
         if hook_name.is_empty() {
             return Err(Error::new(Code::NotFound, "the Object has no hook_name"));
         }
-        let (name, entry) = self
-            .registry
-            .middleware
-            .get_key_value(base_name(hook_name))
-            .ok_or_else(|| Error::new(Code::NotFound, format!("no middleware registered under {:?}", base_name(hook_name))))?;
+        let (name, entry) = self.registry.middleware.get_key_value(base_name(hook_name)).ok_or_else(|| {
+            Error::new(Code::NotFound, format!("no middleware registered under {:?}", base_name(hook_name)))
+        })?;
         let raw = ctx.hook_type_raw();
         let hook_type = HookType::try_from(raw).ok();
         match hook_type {
@@ -194,23 +197,31 @@ impl Runtime {
         match catch_unwind(AssertUnwindSafe(|| instance.handle(&mut ctx))) {
             Ok(Ok(())) => Ok(ctx),
             Ok(Err(e)) => Err(Error::new(Code::Middleware, format!("middleware {hook_name:?} failed: {e}"))),
-            Err(p) => Err(Error::new(Code::Middleware, format!("middleware {hook_name:?} panicked: {}", panic_text(&*p)))),
+            Err(p) => {
+                Err(Error::new(Code::Middleware, format!("middleware {hook_name:?} panicked: {}", panic_text(&*p))))
+            }
         }
     }
 
     /// Run the event handler named in the gateway's event JSON.
     pub fn dispatch_event(&self, json: &[u8]) -> Result<(), Error> {
         self.check_size(json.len())?;
-        let raw = std::str::from_utf8(json).map_err(|e| Error::new(Code::InvalidInput, format!("event JSON is not UTF-8: {e}")))?;
+        let raw = std::str::from_utf8(json)
+            .map_err(|e| Error::new(Code::InvalidInput, format!("event JSON is not UTF-8: {e}")))?;
         let envelope: Envelope = serde_json::from_str(raw).map_err(|e| {
-            Error::new(Code::InvalidInput, format!("not valid event JSON: {}", crate::error::redact_quoted_values(&e.to_string())))
+            Error::new(
+                Code::InvalidInput,
+                format!("not valid event JSON: {}", crate::error::redact_quoted_values(&e.to_string())),
+            )
         })?;
         let handler_name = envelope.handler_name.as_str();
         let state = self.state.load();
         let instance = match state.events.get(handler_name) {
             Some(Ok(h)) => h.clone(),
             Some(Err(e)) => return Err(config_error(e)),
-            None => return Err(Error::new(Code::NotFound, format!("no event handler registered under {handler_name:?}"))),
+            None => {
+                return Err(Error::new(Code::NotFound, format!("no event handler registered under {handler_name:?}")))
+            }
         };
         let str_of = |k: &str| envelope.spec.get(k).and_then(Value::as_str).unwrap_or("");
         let event = Event {
@@ -225,7 +236,10 @@ impl Runtime {
         match catch_unwind(AssertUnwindSafe(|| instance.handle(&event, &*self.host))) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::new(Code::Middleware, format!("event handler {handler_name:?} failed: {e}"))),
-            Err(p) => Err(Error::new(Code::Middleware, format!("event handler {handler_name:?} panicked: {}", panic_text(&*p)))),
+            Err(p) => Err(Error::new(
+                Code::Middleware,
+                format!("event handler {handler_name:?} panicked: {}", panic_text(&*p)),
+            )),
         }
     }
 }
@@ -271,7 +285,9 @@ fn build_state(registry: &Registry, host: &dyn Host, sections: &Sections, strict
                 global_instances.insert(section.clone(), built);
             }
             None if known_event => {}
-            None if strict => return Err(format!("section {section:?} names no registered middleware or event handler")),
+            None if strict => {
+                return Err(format!("section {section:?} names no registered middleware or event handler"))
+            }
             None => {}
         }
     }

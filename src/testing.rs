@@ -33,7 +33,12 @@ impl ObjectBuilder {
             return_overrides: Some(ReturnOverrides { response_code: -1, ..Default::default() }),
             ..Default::default()
         };
-        let mut object = Object { hook_type: hook_type as i32, hook_name: hook_name.into(), request: Some(request), ..Default::default() };
+        let mut object = Object {
+            hook_type: hook_type as i32,
+            hook_name: hook_name.into(),
+            request: Some(request),
+            ..Default::default()
+        };
         object.spec.insert("APIID".into(), "api-1".into());
         object.spec.insert("OrgID".into(), "org-1".into());
         ObjectBuilder { object }

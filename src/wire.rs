@@ -260,7 +260,8 @@ fn validate_str_entry(mut buf: &[u8], depth: u32) -> Result<(&str, &str), WireEr
         let val = value(&mut buf, field, wire, depth)?;
         match (field, val) {
             (1 | 2, Value::Len(b)) => {
-                let s = std::str::from_utf8(b).map_err(|_| WireError("invalid string value: data is not UTF-8 encoded"))?;
+                let s =
+                    std::str::from_utf8(b).map_err(|_| WireError("invalid string value: data is not UTF-8 encoded"))?;
                 if field == 1 {
                     k = s;
                 } else {
@@ -301,13 +302,11 @@ fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, index: &mut Ind
             (Kind::RepDouble, Value::Len(b)) if b.len() % 8 == 0 => {}
             (Kind::RepDouble, Value::Len(_)) => return Err(WireError("invalid packed length")),
             (Kind::Str, Value::Len(b)) => check_utf8(b)?,
-            (Kind::Msg(Msg::MapStrStr), Value::Len(b)) => {
-                match (msg, field) {
-                    (Msg::Request, 1) => index.headers.push(validate_str_entry(b, depth - 1)?),
-                    (Msg::Object, 6) => index.spec.push(validate_str_entry(b, depth - 1)?),
-                    _ => validate_message(b, Msg::MapStrStr, depth - 1, index)?,
-                }
-            }
+            (Kind::Msg(Msg::MapStrStr), Value::Len(b)) => match (msg, field) {
+                (Msg::Request, 1) => index.headers.push(validate_str_entry(b, depth - 1)?),
+                (Msg::Object, 6) => index.spec.push(validate_str_entry(b, depth - 1)?),
+                _ => validate_message(b, Msg::MapStrStr, depth - 1, index)?,
+            },
             (Kind::Msg(m), Value::Len(b)) => validate_message(b, m, depth - 1, index)?,
             _ => return Err(WireError("invalid wire type for a known field")),
         }
@@ -339,7 +338,10 @@ pub fn as_str(v: Value<'_>) -> Option<&str> {
 
 /// The last occurrence of a length-delimited field.
 pub fn last_len(buf: &[u8], field: u32) -> Option<&[u8]> {
-    Fields::new(buf).filter(|(f, _)| *f == field).filter_map(|(_, v)| if let Value::Len(b) = v { Some(b) } else { None }).last()
+    Fields::new(buf)
+        .filter(|(f, _)| *f == field)
+        .filter_map(|(_, v)| if let Value::Len(b) = v { Some(b) } else { None })
+        .last()
 }
 
 /// The last occurrence of a string field ("" when absent, as prost decodes it).
@@ -349,7 +351,11 @@ pub fn last_str(buf: &[u8], field: u32) -> &str {
 
 /// The last occurrence of a varint field (0 when absent).
 pub fn last_varint(buf: &[u8], field: u32) -> u64 {
-    Fields::new(buf).filter(|(f, _)| *f == field).filter_map(|(_, v)| if let Value::Varint(n) = v { Some(n) } else { None }).last().unwrap_or(0)
+    Fields::new(buf)
+        .filter(|(f, _)| *f == field)
+        .filter_map(|(_, v)| if let Value::Varint(n) = v { Some(n) } else { None })
+        .last()
+        .unwrap_or(0)
 }
 
 /// How many times a field occurs.
@@ -372,7 +378,13 @@ pub fn map_entry(entry: &[u8]) -> (&str, &str) {
 
 /// The entries of a `map<string, string>` field, in wire order (later entries win).
 pub fn map_entries(buf: &[u8], field: u32) -> impl Iterator<Item = (&str, &str)> {
-    Fields::new(buf).filter(move |(f, _)| *f == field).filter_map(|(_, v)| if let Value::Len(b) = v { Some(map_entry(b)) } else { None })
+    Fields::new(buf).filter(move |(f, _)| *f == field).filter_map(|(_, v)| {
+        if let Value::Len(b) = v {
+            Some(map_entry(b))
+        } else {
+            None
+        }
+    })
 }
 
 /// A map value by exact key (the last entry wins, as in a decoded map).
@@ -438,7 +450,10 @@ mod tests {
         }
         let bytes = req.encode_to_vec();
         for key in ["Date", "date", "DATE", "dAtE", "X", "nope"] {
-            let decoded = req.headers.get(key).or_else(|| req.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v));
+            let decoded = req
+                .headers
+                .get(key)
+                .or_else(|| req.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v));
             assert_eq!(map_get_ignore_case(&bytes, 1, key), decoded.map(String::as_str), "{key}");
         }
     }

@@ -64,7 +64,12 @@ fn object(headers: &[(&str, &str)]) -> Object {
     for (k, v) in headers {
         req.headers.insert((*k).into(), (*v).into());
     }
-    let mut obj = Object { hook_type: HookType::CustomKeyCheck as i32, hook_name: NAME.into(), request: Some(req), ..Default::default() };
+    let mut obj = Object {
+        hook_type: HookType::CustomKeyCheck as i32,
+        hook_name: NAME.into(),
+        request: Some(req),
+        ..Default::default()
+    };
     obj.spec.insert("APIID".into(), "api-1".into());
     obj.spec.insert("OrgID".into(), "org-1".into());
     obj
@@ -142,7 +147,14 @@ fn http_date(t: i64) -> String {
         rest -= lens[month];
         month += 1;
     }
-    format!("{weekday}, {:02} {} {year} {:02}:{:02}:{:02} GMT", rest + 1, MONTHS[month], secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{weekday}, {:02} {} {year} {:02}:{:02}:{:02} GMT",
+        rest + 1,
+        MONTHS[month],
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 fn hmac_b64(alg: &str, key: &str, msg: &str) -> String {
@@ -250,7 +262,10 @@ fn success_returns_the_session_template_with_hmac_fields() {
     let out = Object::decode(&answer[..]).unwrap();
     assert_authenticated(&out, "k1", SECRET, "template");
     let s = out.session.unwrap();
-    assert_eq!((s.rate, s.per, s.quota_max, s.quota_renewal_rate, s.expires), (1000.0, 60.0, 5000, 3600, 1_893_456_000));
+    assert_eq!(
+        (s.rate, s.per, s.quota_max, s.quota_renewal_rate, s.expires),
+        (1000.0, 60.0, 5000, 3600, 1_893_456_000)
+    );
     assert_eq!(s.tags, vec!["gold", "hmac"]);
     assert_eq!(s.org_id, "org-1");
     assert_eq!(s.access_rights["api-1"].versions, vec!["Default"]);
@@ -289,7 +304,8 @@ fn per_api_config_data_is_used() {
 
 #[test]
 fn every_failure_gives_its_code_and_message() {
-    let (rt, host) = runtime(json!({"keys": {"k1": SECRET}, "allowed_algorithms": ["hmac-sha256", "hmac-sha384", "hmac-sha512"]}));
+    let (rt, host) =
+        runtime(json!({"keys": {"k1": SECRET}, "allowed_algorithms": ["hmac-sha256", "hmac-sha384", "hmac-sha512"]}));
     let good = query_escape(VECTORS[3].1);
     let sha256 = VECTORS[1].1;
     type Case<'a> = (&'a str, Vec<(&'a str, String)>, i32, &'a str);
@@ -297,12 +313,20 @@ fn every_failure_gives_its_code_and_message() {
         ("no Authorization", vec![("Date", DATE.into())], 400, BAD_REQUEST),
         ("empty Authorization", vec![("Authorization", "".into()), ("Date", DATE.into())], 400, BAD_REQUEST),
         ("no Date", vec![("Authorization", auth("k1", "hmac-sha512", &good))], 400, BAD_REQUEST),
-        ("empty Date", vec![("Authorization", auth("k1", "hmac-sha512", &good)), ("Date", "".into())], 400, BAD_REQUEST),
+        (
+            "empty Date",
+            vec![("Authorization", auth("k1", "hmac-sha512", &good)), ("Date", "".into())],
+            400,
+            BAD_REQUEST,
+        ),
         ("nothing at all", vec![], 400, BAD_REQUEST),
         ("Bearer scheme", vec![("Authorization", "Bearer abc".into()), ("Date", DATE.into())], 400, BAD_REQUEST),
         (
             "no Signature prefix",
-            vec![("Authorization", auth("k1", "hmac-sha512", &good)["Signature ".len()..].to_owned()), ("Date", DATE.into())],
+            vec![
+                ("Authorization", auth("k1", "hmac-sha512", &good)["Signature ".len()..].to_owned()),
+                ("Date", DATE.into()),
+            ],
             400,
             BAD_REQUEST,
         ),
@@ -314,19 +338,28 @@ fn every_failure_gives_its_code_and_message() {
         ),
         (
             "duplicate parameter",
-            vec![("Authorization", format!("{},KEYID=\"k1\"", auth("k1", "hmac-sha512", &good))), ("Date", DATE.into())],
+            vec![
+                ("Authorization", format!("{},KEYID=\"k1\"", auth("k1", "hmac-sha512", &good))),
+                ("Date", DATE.into()),
+            ],
             400,
             BAD_REQUEST,
         ),
         (
             "unterminated quote",
-            vec![("Authorization", format!("Signature keyId=\"k1\",algorithm=\"hmac-sha512\",signature=\"{good}")), ("Date", DATE.into())],
+            vec![
+                ("Authorization", format!("Signature keyId=\"k1\",algorithm=\"hmac-sha512\",signature=\"{good}")),
+                ("Date", DATE.into()),
+            ],
             400,
             BAD_REQUEST,
         ),
         (
             "missing keyId",
-            vec![("Authorization", format!("Signature algorithm=\"hmac-sha512\",signature=\"{good}\"")), ("Date", DATE.into())],
+            vec![
+                ("Authorization", format!("Signature algorithm=\"hmac-sha512\",signature=\"{good}\"")),
+                ("Date", DATE.into()),
+            ],
             400,
             BAD_REQUEST,
         ),
@@ -342,9 +375,19 @@ fn every_failure_gives_its_code_and_message() {
             400,
             BAD_REQUEST,
         ),
-        ("empty keyId", vec![("Authorization", auth("", "hmac-sha512", &good)), ("Date", DATE.into())], 400, BAD_REQUEST),
+        (
+            "empty keyId",
+            vec![("Authorization", auth("", "hmac-sha512", &good)), ("Date", DATE.into())],
+            400,
+            BAD_REQUEST,
+        ),
         ("empty algorithm", vec![("Authorization", auth("k1", "", &good)), ("Date", DATE.into())], 400, BAD_REQUEST),
-        ("empty signature", vec![("Authorization", auth("k1", "hmac-sha512", "")), ("Date", DATE.into())], 400, BAD_REQUEST),
+        (
+            "empty signature",
+            vec![("Authorization", auth("k1", "hmac-sha512", "")), ("Date", DATE.into())],
+            400,
+            BAD_REQUEST,
+        ),
         (
             "headers= lists a missing header",
             vec![
@@ -356,25 +399,46 @@ fn every_failure_gives_its_code_and_message() {
         ),
         (
             "empty headers=",
-            vec![("Authorization", format!("{},headers=\" \"", auth("k1", "hmac-sha512", &good))), ("Date", DATE.into())],
+            vec![
+                ("Authorization", format!("{},headers=\" \"", auth("k1", "hmac-sha512", &good))),
+                ("Date", DATE.into()),
+            ],
             400,
             BAD_REQUEST,
         ),
         (
             "pseudo-header (created) is not supported",
-            vec![("Authorization", format!("{},headers=\"(created) date\"", auth("k1", "hmac-sha512", &good))), ("Date", DATE.into())],
+            vec![
+                ("Authorization", format!("{},headers=\"(created) date\"", auth("k1", "hmac-sha512", &good))),
+                ("Date", DATE.into()),
+            ],
             400,
             BAD_REQUEST,
         ),
-        ("unknown algorithm", vec![("Authorization", auth("k1", "hmac-md5", &good)), ("Date", DATE.into())], 400, UNSUPPORTED_ALGORITHM),
-        ("rsa algorithm", vec![("Authorization", auth("k1", "rsa-sha256", &good)), ("Date", DATE.into())], 400, UNSUPPORTED_ALGORITHM),
+        (
+            "unknown algorithm",
+            vec![("Authorization", auth("k1", "hmac-md5", &good)), ("Date", DATE.into())],
+            400,
+            UNSUPPORTED_ALGORITHM,
+        ),
+        (
+            "rsa algorithm",
+            vec![("Authorization", auth("k1", "rsa-sha256", &good)), ("Date", DATE.into())],
+            400,
+            UNSUPPORTED_ALGORITHM,
+        ),
         (
             "disallowed algorithm",
             vec![("Authorization", auth("k1", "hmac-sha1", VECTORS[0].1)), ("Date", DATE.into())],
             400,
             UNSUPPORTED_ALGORITHM,
         ),
-        ("unknown keyId", vec![("Authorization", auth("k2", "hmac-sha512", &good)), ("Date", DATE.into())], 401, NOT_AUTHORIZED),
+        (
+            "unknown keyId",
+            vec![("Authorization", auth("k2", "hmac-sha512", &good)), ("Date", DATE.into())],
+            401,
+            NOT_AUTHORIZED,
+        ),
         (
             "keyId differs in case",
             vec![("Authorization", auth("K1", "hmac-sha512", &good)), ("Date", DATE.into())],
@@ -401,20 +465,34 @@ fn every_failure_gives_its_code_and_message() {
         ),
         (
             "signature with extra bytes",
-            vec![("Authorization", auth("k1", "hmac-sha512", &format!("{}AAAA", &VECTORS[3].1[..86]))), ("Date", DATE.into())],
+            vec![
+                ("Authorization", auth("k1", "hmac-sha512", &format!("{}AAAA", &VECTORS[3].1[..86]))),
+                ("Date", DATE.into()),
+            ],
             401,
             NOT_AUTHORIZED,
         ),
-        ("signature not base64", vec![("Authorization", auth("k1", "hmac-sha512", "!!!!")), ("Date", DATE.into())], 401, NOT_AUTHORIZED),
+        (
+            "signature not base64",
+            vec![("Authorization", auth("k1", "hmac-sha512", "!!!!")), ("Date", DATE.into())],
+            401,
+            NOT_AUTHORIZED,
+        ),
         (
             "broken percent escape",
-            vec![("Authorization", auth("k1", "hmac-sha512", &format!("{}%2", &good[..good.len() - 3]))), ("Date", DATE.into())],
+            vec![
+                ("Authorization", auth("k1", "hmac-sha512", &format!("{}%2", &good[..good.len() - 3]))),
+                ("Date", DATE.into()),
+            ],
             401,
             NOT_AUTHORIZED,
         ),
         (
             "url-safe base64 alphabet",
-            vec![("Authorization", auth("k1", "hmac-sha512", &VECTORS[3].1.replace('+', "-").replace('/', "_"))), ("Date", DATE.into())],
+            vec![
+                ("Authorization", auth("k1", "hmac-sha512", &VECTORS[3].1.replace('+', "-").replace('/', "_"))),
+                ("Date", DATE.into()),
+            ],
             401,
             NOT_AUTHORIZED,
         ),
@@ -438,7 +516,9 @@ fn every_failure_gives_its_code_and_message() {
     }
     // Each refusal is logged at debug level, with a reason and without secrets.
     let logs = host.logs.lock();
-    assert!(logs.iter().all(|l| l.level == coprocess::LogLevel::Debug && l.message.starts_with("HMACSignatureAuth: 40")));
+    assert!(logs
+        .iter()
+        .all(|l| l.level == coprocess::LogLevel::Debug && l.message.starts_with("HMACSignatureAuth: 40")));
     assert!(logs.iter().any(|l| l.message.contains("signature mismatch")));
     assert!(logs.iter().any(|l| l.message.contains("unknown keyId")));
 }
@@ -452,7 +532,9 @@ fn clock_skew_window() {
         object(&[("Authorization", &auth("k1", alg, &sig)), ("Date", date)])
     };
     let now = now_secs();
-    for (offset, ok) in [(0, true), (-290, true), (290, true), (-310, false), (310, false), (-86_400, false), (86_400 * 365, false)] {
+    for (offset, ok) in
+        [(0, true), (-290, true), (290, true), (-310, false), (310, false), (-86_400, false), (86_400 * 365, false)]
+    {
         let date = http_date(now + offset);
         let out = dispatch(&rt, &signed(&date, "hmac-sha256"));
         if ok {
@@ -482,7 +564,12 @@ fn clock_skew_window() {
     let date = http_date(now);
     let sig = hmac_b64("hmac-sha256", SECRET, "(request-target): get /v1/items");
     let header = format!("{},headers=\"(request-target)\"", auth("k1", "hmac-sha256", &sig));
-    assert_rejected(&dispatch(&rt, &object(&[("Authorization", &header), ("Date", &date)])), 400, BAD_REQUEST, "date unsigned");
+    assert_rejected(
+        &dispatch(&rt, &object(&[("Authorization", &header), ("Date", &date)])),
+        400,
+        BAD_REQUEST,
+        "date unsigned",
+    );
 
     // clock_skew_ms 0: no Date check at all (any string, signed as it is).
     let (rt, _) = runtime(json!({"keys": {"k1": SECRET}}));
@@ -502,11 +589,20 @@ fn header_names_are_case_insensitive() {
     // headers= names in any case; the signing string uses them lower-cased.
     let out = dispatch(
         &rt,
-        &object(&[("Authorization", &format!("{},headers=\"DaTe\"", auth("k1", "hmac-sha384", VECTORS[2].1))), ("Date", DATE)]),
+        &object(&[
+            ("Authorization", &format!("{},headers=\"DaTe\"", auth("k1", "hmac-sha384", VECTORS[2].1))),
+            ("Date", DATE),
+        ]),
     );
     assert_authenticated(&out, "k1", SECRET, "DaTe");
     // Algorithm and scheme names are case-insensitive too.
-    let out = dispatch(&rt, &object(&[("Authorization", &auth("k1", "HMAC-SHA384", VECTORS[2].1).replace("Signature", "SIGNATURE")), ("Date", DATE)]));
+    let out = dispatch(
+        &rt,
+        &object(&[
+            ("Authorization", &auth("k1", "HMAC-SHA384", VECTORS[2].1).replace("Signature", "SIGNATURE")),
+            ("Date", DATE),
+        ]),
+    );
     assert_authenticated(&out, "k1", SECRET, "upper-case names");
 }
 
@@ -517,7 +613,9 @@ fn header_names_are_case_insensitive() {
 fn secrets_from_the_host_store() {
     let (rt, host) = runtime(json!({"keys": {"table-key": "table-secret"}}));
     host.store.set("hmac-secret-store-key", SECRET, 0);
-    let good = |key: &str| object(&[("Authorization", &auth(key, "hmac-sha256", &query_escape(VECTORS[1].1))), ("Date", DATE)]);
+    let good = |key: &str| {
+        object(&[("Authorization", &auth(key, "hmac-sha256", &query_escape(VECTORS[1].1))), ("Date", DATE)])
+    };
     assert_authenticated(&dispatch(&rt, &good("store-key")), "store-key", SECRET, "store key");
     assert_rejected(&dispatch(&rt, &good("other-key")), 401, NOT_AUTHORIZED, "absent from store");
     // The table wins over the store.
@@ -624,7 +722,10 @@ fn secrets_and_expected_signatures_never_leak() {
         for needle in [TABLE_SECRET, STORE_SECRET, expected.as_str(), &query_escape(expected)] {
             assert!(!ro_text.contains(needle), "return_overrides leaks {needle:?}");
             if *must_fail {
-                assert!(!answer.windows(needle.len()).any(|w| w == needle.as_bytes()), "failed answer leaks {needle:?}");
+                assert!(
+                    !answer.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "failed answer leaks {needle:?}"
+                );
             }
         }
         assert_eq!(out.session.is_none(), *must_fail, "{header}");
@@ -688,10 +789,25 @@ fn hostile_requests_get_clear_answers() {
     let big = "x".repeat(1 << 20);
     let many_headers = vec!["date"; 65].join(" ");
     let cases: Vec<(String, String, i32, &str)> = vec![
-        (format!("Signature keyId=\"{big}\",algorithm=\"hmac-sha1\",signature=\"AAAA\""), DATE.into(), 401, NOT_AUTHORIZED),
+        (
+            format!("Signature keyId=\"{big}\",algorithm=\"hmac-sha1\",signature=\"AAAA\""),
+            DATE.into(),
+            401,
+            NOT_AUTHORIZED,
+        ),
         (format!("Signature {big}"), DATE.into(), 400, BAD_REQUEST),
-        (format!("Signature keyId=\"k1\",algorithm=\"hmac-sha1\",signature=\"{big}\""), DATE.into(), 401, NOT_AUTHORIZED),
-        (format!("Signature keyId=\"k1\",algorithm=\"{big}\",signature=\"AAAA\""), DATE.into(), 400, UNSUPPORTED_ALGORITHM),
+        (
+            format!("Signature keyId=\"k1\",algorithm=\"hmac-sha1\",signature=\"{big}\""),
+            DATE.into(),
+            401,
+            NOT_AUTHORIZED,
+        ),
+        (
+            format!("Signature keyId=\"k1\",algorithm=\"{big}\",signature=\"AAAA\""),
+            DATE.into(),
+            400,
+            UNSUPPORTED_ALGORITHM,
+        ),
         (format!("{},headers=\"{many_headers}\"", auth("k1", "hmac-sha1", "AAAA")), DATE.into(), 400, BAD_REQUEST),
         (format!("{},headers=\"{big}\"", auth("k1", "hmac-sha1", "AAAA")), DATE.into(), 400, BAD_REQUEST),
         (auth("k1\0", "hmac-sha1", VECTORS[0].1), DATE.into(), 400, BAD_REQUEST),
@@ -714,8 +830,14 @@ fn hostile_requests_get_clear_answers() {
     // Exactly at the header-list cap is fine.
     let sixty_four = vec!["date"; 64].join(" ");
     let msg = vec![format!("date: {DATE}"); 64].join("\n");
-    let header = format!("{},headers=\"{sixty_four}\"", auth("k1", "hmac-sha256", &hmac_b64("hmac-sha256", SECRET, &msg)));
-    assert_authenticated(&dispatch(&rt, &object(&[("Authorization", &header), ("Date", DATE)])), "k1", SECRET, "64 headers");
+    let header =
+        format!("{},headers=\"{sixty_four}\"", auth("k1", "hmac-sha256", &hmac_b64("hmac-sha256", SECRET, &msg)));
+    assert_authenticated(
+        &dispatch(&rt, &object(&[("Authorization", &header), ("Date", DATE)])),
+        "k1",
+        SECRET,
+        "64 headers",
+    );
     // Garbage bytes are not an Object at all.
     assert_eq!(rt.dispatch(&[0xff, 0xff, 0xff]).unwrap_err().code, Code::InvalidInput);
 }

@@ -5,18 +5,14 @@ use coprocess::proto::{
     AccessDefinition, Header, MiniRequestObject, Object, ResponseObject, ReturnOverrides, SessionState,
 };
 use coprocess::{ConfigSource, Context, FakeHost, Runtime, SessionState as Session};
-use prost::Message;
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
+use prost::Message;
 use std::sync::Arc;
 
 fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just(String::new()),
-        "[A-Za-z0-9-]{1,12}",
-        any::<String>().prop_map(|s| s.chars().take(24).collect()),
-    ]
+    prop_oneof![Just(String::new()), "[A-Za-z0-9-]{1,12}", any::<String>().prop_map(|s| s.chars().take(24).collect()),]
 }
 
 fn string_map() -> impl Strategy<Value = std::collections::BTreeMap<String, String>> {
@@ -41,51 +37,70 @@ fn request() -> impl Strategy<Value = MiniRequestObject> {
         (string_map(), string_map(), vec(text(), 0..3), option::of(return_overrides())),
         (text(), text(), text(), vec(any::<u8>(), 0..32)),
     )
-        .prop_map(|((headers, set_headers, delete_headers, body, url), (params, add_params, delete_params, ro), (method, request_uri, scheme, raw_body))| {
-            MiniRequestObject {
-                headers,
-                set_headers,
-                delete_headers,
-                body,
-                url,
-                params,
-                add_params,
-                extended_params: Default::default(),
-                delete_params,
-                return_overrides: ro,
-                method,
-                request_uri,
-                scheme,
-                raw_body,
-            }
-        })
+        .prop_map(
+            |(
+                (headers, set_headers, delete_headers, body, url),
+                (params, add_params, delete_params, ro),
+                (method, request_uri, scheme, raw_body),
+            )| {
+                MiniRequestObject {
+                    headers,
+                    set_headers,
+                    delete_headers,
+                    body,
+                    url,
+                    params,
+                    add_params,
+                    extended_params: Default::default(),
+                    delete_params,
+                    return_overrides: ro,
+                    method,
+                    request_uri,
+                    scheme,
+                    raw_body,
+                }
+            },
+        )
 }
 
 fn session() -> impl Strategy<Value = SessionState> {
     (any::<i64>(), -1e9..1e9f64, any::<i64>(), text(), vec(text(), 0..3), string_map(), any::<bool>(), text()).prop_map(
         |(expires, rate, quota_max, org_id, tags, metadata, hmac_enabled, alias)| {
-            let mut s = SessionState { expires, rate, quota_max, org_id, tags, metadata, hmac_enabled, alias, ..Default::default() };
-            s.access_rights.insert("api".into(), AccessDefinition { api_id: "api".into(), versions: vec!["Default".into()], ..Default::default() });
+            let mut s = SessionState {
+                expires,
+                rate,
+                quota_max,
+                org_id,
+                tags,
+                metadata,
+                hmac_enabled,
+                alias,
+                ..Default::default()
+            };
+            s.access_rights.insert(
+                "api".into(),
+                AccessDefinition { api_id: "api".into(), versions: vec!["Default".into()], ..Default::default() },
+            );
             s
         },
     )
 }
 
 fn response() -> impl Strategy<Value = ResponseObject> {
-    (100..600i32, vec(any::<u8>(), 0..16), string_map(), vec((text(), vec(text(), 0..3)), 0..3)).prop_map(|(status_code, raw_body, headers, mv)| {
-        ResponseObject {
+    (100..600i32, vec(any::<u8>(), 0..16), string_map(), vec((text(), vec(text(), 0..3)), 0..3)).prop_map(
+        |(status_code, raw_body, headers, mv)| ResponseObject {
             status_code,
             raw_body,
             body: String::new(),
             headers,
             multivalue_headers: mv.into_iter().map(|(key, values)| Header { key, values }).collect(),
-        }
-    })
+        },
+    )
 }
 
 fn object() -> impl Strategy<Value = Object> {
-    (0..6i32, text(), option::of(request()), option::of(session()), string_map(), string_map(), option::of(response())).prop_map(
-        |(hook_type, hook_name, request, session, metadata, spec, response)| Object {
+    (0..6i32, text(), option::of(request()), option::of(session()), string_map(), string_map(), option::of(response()))
+        .prop_map(|(hook_type, hook_name, request, session, metadata, spec, response)| Object {
             hook_type,
             hook_name,
             request,
@@ -93,8 +108,7 @@ fn object() -> impl Strategy<Value = Object> {
             metadata,
             spec,
             response,
-        },
-    )
+        })
 }
 
 #[derive(Debug, Clone)]

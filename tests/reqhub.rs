@@ -33,7 +33,10 @@ const KAT_TOKEN: &str = "nT461QJJ0PHEkUytQdUIVlNn/X9hMdliCGP0Z9OYc9U=";
 fn token_formula_matches_an_independent_computation() {
     let nonce: [u8; 20] = std::array::from_fn(|i| i as u8);
     assert_eq!(client::encode_nonce(&nonce), "AAECAwQFBgcICQoLDA0ODxAREhM=");
-    assert_eq!(client::token("pub-key-1", "priv-key-1", "1714737642000", "AAECAwQFBgcICQoLDA0ODxAREhM=", "/v1/items?id=7"), KAT_TOKEN);
+    assert_eq!(
+        client::token("pub-key-1", "priv-key-1", "1714737642000", "AAECAwQFBgcICQoLDA0ODxAREhM=", "/v1/items?id=7"),
+        KAT_TOKEN
+    );
     let headers = client::client_headers("pub-key-1", "priv-key-1", "/v1/items?id=7", 1714737642000, &nonce);
     assert_eq!(
         headers,
@@ -69,7 +72,8 @@ fn object(hook: HookType, hook_name: &str, config_data: &str, headers: &[(&str, 
     for (k, v) in headers {
         req.headers.insert((*k).into(), (*v).into());
     }
-    let mut obj = Object { hook_type: hook as i32, hook_name: hook_name.into(), request: Some(req), ..Default::default() };
+    let mut obj =
+        Object { hook_type: hook as i32, hook_name: hook_name.into(), request: Some(req), ..Default::default() };
     obj.spec.insert("APIID".into(), "api-7".into());
     obj.spec.insert("OrgID".into(), "org-1".into());
     obj.spec.insert("config_data".into(), config_data.into());
@@ -141,7 +145,11 @@ fn local_valid_request_passes_and_records_its_nonce() {
     assert_eq!(result, serde_json::json!({"mode": "local", "client_key": "client-pub-A", "api": "prod-1"}));
     assert!(out.session.is_none(), "Pre sets no session");
     let stores = host.stores.lock().clone();
-    assert_eq!(stores, vec![(format!("reqhub-nonce-client-pub-A:{}", h.nonce), h.timestamp.clone(), 300)], "key, value, TTL = window in s");
+    assert_eq!(
+        stores,
+        vec![(format!("reqhub-nonce-client-pub-A:{}", h.nonce), h.timestamp.clone(), 300)],
+        "key, value, TTL = window in s"
+    );
 }
 
 #[test]
@@ -162,7 +170,8 @@ fn local_custom_key_check_sets_session_and_token() {
 #[test]
 fn local_post_key_auth_behaves_as_pre() {
     let (rt, _) = runtime();
-    let mut obj = object(HookType::PostKeyAuth, "ReqHubMerchant", LOCAL, &as_refs(&pairs(&signed_a(client::unix_millis()))));
+    let mut obj =
+        object(HookType::PostKeyAuth, "ReqHubMerchant", LOCAL, &as_refs(&pairs(&signed_a(client::unix_millis()))));
     obj.session = Some(SessionState { rate: 7.0, ..Default::default() });
     obj.metadata.insert("token".into(), "gateway-key".into());
     let out = dispatch(&rt, &obj);
@@ -196,7 +205,10 @@ fn local_headers_missing_names_each_missing_header() {
         assert_denied(&local(&rt, HookType::Pre, &empty), codes::HEADERS_MISSING);
     }
     let message = assert_denied(&local(&rt, HookType::Pre, &[]), codes::HEADERS_MISSING);
-    assert!(message.starts_with("Missing ReqHub headers: ClientToken, ClientKey, ClientTimestamp, ClientNonce, ClientUrl."), "{message}");
+    assert!(
+        message.starts_with("Missing ReqHub headers: ClientToken, ClientKey, ClientTimestamp, ClientNonce, ClientUrl."),
+        "{message}"
+    );
     // Control characters are refused before anything else looks at the value.
     let mut bad = as_refs(&all);
     bad[1].1 = "client-pub-A\r\nX-Injected: 1";
@@ -228,7 +240,8 @@ fn local_client_not_found_product_mismatch_and_bad_signature() {
     assert_denied(&local(&rt, HookType::Pre, &as_refs(&pairs(&other_product))), codes::PRODUCT_MISMATCH);
 
     let wrong_key = SignedHeaders::sign("client-pub-A", "client-priv-B", URI, ts, &nonce);
-    let message = assert_denied(&local(&rt, HookType::Pre, &as_refs(&pairs(&wrong_key))), codes::CLIENT_SIGNATURE_INVALID);
+    let message =
+        assert_denied(&local(&rt, HookType::Pre, &as_refs(&pairs(&wrong_key))), codes::CLIENT_SIGNATURE_INVALID);
     assert!(!message.contains("client-priv"), "no secret in the message: {message}");
 
     // Token valid for other values than the ones sent: each part is bound.
@@ -278,7 +291,10 @@ fn local_stale_future_and_malformed_timestamps_are_denied() {
     let (rt, host) = runtime();
     let now = client::unix_millis();
     for ts in [now - 300_000 - 5_000, now + 300_000 + 5_000, now - 86_400_000] {
-        let message = assert_denied(&local(&rt, HookType::Pre, &as_refs(&pairs(&signed_a(ts)))), codes::MERCHANT_SIGNATURE_INVALID);
+        let message = assert_denied(
+            &local(&rt, HookType::Pre, &as_refs(&pairs(&signed_a(ts)))),
+            codes::MERCHANT_SIGNATURE_INVALID,
+        );
         assert!(message.contains("window"), "{message}");
     }
     // Just inside the window, both ways.
@@ -291,7 +307,13 @@ fn local_stale_future_and_malformed_timestamps_are_denied() {
     let nonce = client::random_nonce().unwrap();
     for ts in ["171473764200", "17147376420000", "17147376420x0", "-714737642000", "1.71473764e12"] {
         let token = client::token("client-pub-A", "client-priv-A", ts, &nonce, URI);
-        let h = [("ClientToken", token.as_str()), ("ClientKey", "client-pub-A"), ("ClientTimestamp", ts), ("ClientNonce", &nonce), ("ClientUrl", URI)];
+        let h = [
+            ("ClientToken", token.as_str()),
+            ("ClientKey", "client-pub-A"),
+            ("ClientTimestamp", ts),
+            ("ClientNonce", &nonce),
+            ("ClientUrl", URI),
+        ];
         let message = assert_denied(&local(&rt, HookType::Pre, &h), codes::MERCHANT_SIGNATURE_INVALID);
         assert!(message.contains("13 digits"), "{message}");
     }
@@ -301,9 +323,12 @@ fn local_stale_future_and_malformed_timestamps_are_denied() {
 fn local_malformed_nonce_is_denied() {
     let (rt, _) = runtime();
     let now = client::unix_millis();
-    for nonce in ["abc", "AAECAwQFBgcICQoLDA0ODxAREg==", "AAECAwQFBgcICQoLDA0ODxAREhMU", "AAECAwQFBgcICQoLDA0ODxAREhM=="] {
+    for nonce in
+        ["abc", "AAECAwQFBgcICQoLDA0ODxAREg==", "AAECAwQFBgcICQoLDA0ODxAREhMU", "AAECAwQFBgcICQoLDA0ODxAREhM=="]
+    {
         let h = SignedHeaders::sign("client-pub-A", "client-priv-A", URI, now, nonce);
-        let message = assert_denied(&local(&rt, HookType::Pre, &as_refs(&pairs(&h))), codes::MERCHANT_SIGNATURE_INVALID);
+        let message =
+            assert_denied(&local(&rt, HookType::Pre, &as_refs(&pairs(&h))), codes::MERCHANT_SIGNATURE_INVALID);
         assert!(message.contains("20 random bytes"), "{nonce}: {message}");
     }
 }
@@ -317,8 +342,16 @@ fn local_window_and_prefix_are_configurable() {
     let h = signed_a(now - 1000);
     let out = dispatch(&rt, &object(HookType::Pre, "ReqHubMerchant:strict", config, &as_refs(&pairs(&h))));
     assert_passed(&out);
-    assert_eq!(out.request.as_ref().unwrap().set_headers["X-ReqHub"], out.metadata["reqhub"], "result header for the upstream");
-    assert_eq!(host.stores.lock()[0], (format!("n/client-pub-A:{}", h.nonce), h.timestamp.clone(), 3), "2.5 s rounds up to 3");
+    assert_eq!(
+        out.request.as_ref().unwrap().set_headers["X-ReqHub"],
+        out.metadata["reqhub"],
+        "result header for the upstream"
+    );
+    assert_eq!(
+        host.stores.lock()[0],
+        (format!("n/client-pub-A:{}", h.nonce), h.timestamp.clone(), 3),
+        "2.5 s rounds up to 3"
+    );
     let old = signed_a(now - 10_000);
     assert_denied(
         &dispatch(&rt, &object(HookType::Pre, "ReqHubMerchant:strict", config, &as_refs(&pairs(&old)))),
@@ -510,13 +543,22 @@ fn token_ok(public: &str, private: &str, ts: &str, nonce: &str, url: &str, token
 /// What ReqHub would answer, from the ten headers; client keys script special answers.
 fn decide(get: &dyn Fn(&str) -> Option<String>, seen_nonces: &Mutex<Vec<String>>) -> (u16, String) {
     const NAMES: [&str; 10] = [
-        "ClientToken", "ClientKey", "ClientTimestamp", "ClientNonce", "ClientUrl",
-        "MerchantToken", "MerchantKey", "MerchantTimestamp", "MerchantNonce", "MerchantUrl",
+        "ClientToken",
+        "ClientKey",
+        "ClientTimestamp",
+        "ClientNonce",
+        "ClientUrl",
+        "MerchantToken",
+        "MerchantKey",
+        "MerchantTimestamp",
+        "MerchantNonce",
+        "MerchantUrl",
     ];
     let Some(v) = NAMES.iter().map(|n| get(n)).collect::<Option<Vec<String>>>() else {
         return reqhub_error("headers_missing");
     };
-    let [c_token, c_key, c_ts, c_nonce, c_url, m_token, m_key, m_ts, m_nonce, m_url] = <[String; 10]>::try_from(v).unwrap();
+    let [c_token, c_key, c_ts, c_nonce, c_url, m_token, m_key, m_ts, m_nonce, m_url] =
+        <[String; 10]>::try_from(v).unwrap();
     if c_url != m_url {
         return reqhub_error("url_mismatch");
     }
@@ -607,7 +649,10 @@ fn remote_denials_carry_the_verifier_code() {
     let forged = pairs(&SignedHeaders::client_now("client-ok", "not-the-key", URI).unwrap());
     assert_denied(&remote(&rt, &config, HookType::Pre, &forged), codes::CLIENT_SIGNATURE_INVALID);
     let wrong_merchant_key = config.replace(MERCHANT_PRIV, "wrong-merchant-priv");
-    assert_denied(&remote(&rt, &wrong_merchant_key, HookType::Pre, &client_for("client-ok")), codes::MERCHANT_SIGNATURE_INVALID);
+    assert_denied(
+        &remote(&rt, &wrong_merchant_key, HookType::Pre, &client_for("client-ok")),
+        codes::MERCHANT_SIGNATURE_INVALID,
+    );
     let unknown_api = config.replace(r#""public_key": "merchant-pub""#, r#""public_key": "other-merchant""#);
     assert_denied(&remote(&rt, &unknown_api, HookType::Pre, &client_for("client-ok")), codes::API_NOT_FOUND);
 

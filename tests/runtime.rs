@@ -4,8 +4,8 @@
 use coprocess::proto::Object;
 use coprocess::testing::{overrides, set_header, ObjectBuilder};
 use coprocess::{
-    Code, ConfigError, ConfigSource, Context, Event, EventHandler, FakeHost, Host, HookType, Middleware, MiddlewareError, Registry,
-    Runtime, Setup,
+    Code, ConfigError, ConfigSource, Context, Event, EventHandler, FakeHost, HookType, Host, Middleware,
+    MiddlewareError, Registry, Runtime, Setup,
 };
 use prost::Message;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -172,7 +172,8 @@ fn error_codes() {
     let err = dispatch(&rt, ObjectBuilder::new(HookType::Pre, "Probe").config_data(failing)).unwrap_err();
     assert_eq!(err.code, Code::Config);
     assert!(err.message.contains("asked to fail") && err.message.contains("Probe"), "{}", err.message);
-    let err = dispatch(&rt, ObjectBuilder::new(HookType::Pre, "Probe").config_data(r#"{"Probe": {"valu": "x"}}"#)).unwrap_err();
+    let err = dispatch(&rt, ObjectBuilder::new(HookType::Pre, "Probe").config_data(r#"{"Probe": {"valu": "x"}}"#))
+        .unwrap_err();
     assert!(err.message.contains("unknown field `valu`"), "{}", err.message);
 }
 
@@ -216,7 +217,8 @@ fn reload_is_atomic_under_concurrent_dispatches() {
             let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) || n < 100 {
                 let hook = if n % 3 == 0 { "Probe:api" } else { "Probe" };
-                let out = dispatch(&rt, ObjectBuilder::new(HookType::Pre, hook).config_data(per_api)).expect("no dispatch fails during reloads");
+                let out = dispatch(&rt, ObjectBuilder::new(HookType::Pre, hook).config_data(per_api))
+                    .expect("no dispatch fails during reloads");
                 let (a, b) = (set_header(&out, "X-A").unwrap(), set_header(&out, "X-B").unwrap());
                 assert_eq!(a, b, "thread {t}: one dispatch saw two configurations");
                 if hook == "Probe:api" {
@@ -244,7 +246,10 @@ fn reload_is_atomic_under_concurrent_dispatches() {
     for w in workers {
         w.join().unwrap();
     }
-    assert!(PROBE_RELOADS.load(Ordering::SeqCst) - reloads_before >= 201, "on_reload runs after each successful reload");
+    assert!(
+        PROBE_RELOADS.load(Ordering::SeqCst) - reloads_before >= 201,
+        "on_reload runs after each successful reload"
+    );
     let out = dispatch(&rt, ObjectBuilder::new(HookType::Post, "Probe")).unwrap();
     assert_eq!(set_header(&out, "X-A"), Some("v999"), "the last reload is in force");
     assert!(dispatched.load(Ordering::Relaxed) >= 400);
@@ -255,7 +260,11 @@ fn reload_is_atomic_under_concurrent_dispatches() {
 fn broken_global_file_at_first_use_runs_empty_and_logs() {
     let host = Arc::new(FakeHost::new());
     let rt = Runtime::new(registry(), host.clone(), ConfigSource::File("/nonexistent/coprocess.json".into()));
-    assert!(host.logs.lock().iter().any(|l| l.level == coprocess::LogLevel::Error && l.message.contains("/nonexistent/coprocess.json")));
+    assert!(host
+        .logs
+        .lock()
+        .iter()
+        .any(|l| l.level == coprocess::LogLevel::Error && l.message.contains("/nonexistent/coprocess.json")));
     let out = dispatch(&rt, ObjectBuilder::new(HookType::Pre, "Probe")).unwrap();
     assert_eq!(set_header(&out, "X-A"), Some("default:Probe"));
     assert_eq!(rt.reload().unwrap_err().code, Code::Config);
@@ -271,8 +280,14 @@ fn events_reach_their_handler() {
     rt.dispatch_event(relay.as_bytes()).unwrap();
     assert_eq!(host.events.lock().last().unwrap(), &("Again".to_string(), relay.clone()));
     assert_eq!(rt.dispatch_event(b"{}").unwrap_err().code, Code::InvalidInput);
-    assert_eq!(rt.dispatch_event(br#"{"message":{"Type":1},"handler_name":"Counter"}"#).unwrap_err().code, Code::InvalidInput);
-    assert_eq!(rt.dispatch_event(br#"{"message":{"Type":"x"},"handler_name":"Nobody"}"#).unwrap_err().code, Code::NotFound);
+    assert_eq!(
+        rt.dispatch_event(br#"{"message":{"Type":1},"handler_name":"Counter"}"#).unwrap_err().code,
+        Code::InvalidInput
+    );
+    assert_eq!(
+        rt.dispatch_event(br#"{"message":{"Type":"x"},"handler_name":"Nobody"}"#).unwrap_err().code,
+        Code::NotFound
+    );
     let (rt, _) = runtime_with("{}");
     assert_eq!(rt.dispatch_event(relay.as_bytes()).unwrap_err().code, Code::Config, "RelayEvent needs event_name");
 }
@@ -284,7 +299,13 @@ fn reload_rejects_unknown_and_invalid_sections() {
     let path = dir.join("c.json");
     std::fs::write(&path, r#"{"Probe": {"value": "good"}}"#).unwrap();
     let rt = Runtime::new(registry(), Arc::new(FakeHost::new()), ConfigSource::File(path.clone()));
-    for bad in [r#"{"Typo": {}}"#, r#"{"Probe": {"fail": true}}"#, r#"{"Probe": {"nope": 1}}"#, r#"[]"#, r#"{"RelayEvent": {}}"#] {
+    for bad in [
+        r#"{"Typo": {}}"#,
+        r#"{"Probe": {"fail": true}}"#,
+        r#"{"Probe": {"nope": 1}}"#,
+        r#"[]"#,
+        r#"{"RelayEvent": {}}"#,
+    ] {
         std::fs::write(&path, bad).unwrap();
         let err = rt.reload().unwrap_err();
         assert_eq!(err.code, Code::Config, "{bad}");

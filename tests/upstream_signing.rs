@@ -8,9 +8,11 @@
 //! The RSA keys under tests/data/ are test-only keys made with `openssl genrsa` for these
 //! tests; they protect nothing.
 
-use coprocess::builtins::upstream_signing::{BAD_KEY, CERTIFICATE_NOT_FOUND, MISSING_FIELDS, UNSIGNABLE_HEADER, UNSUPPORTED_ALGORITHM};
+use coprocess::builtins::upstream_signing::{
+    BAD_KEY, CERTIFICATE_NOT_FOUND, MISSING_FIELDS, UNSIGNABLE_HEADER, UNSUPPORTED_ALGORITHM,
+};
 use coprocess::proto::{MiniRequestObject, ReturnOverrides};
-use coprocess::{builtins, Code, ConfigSource, FakeHost, Host, HookType, Object, Runtime};
+use coprocess::{builtins, Code, ConfigSource, FakeHost, HookType, Host, Object, Runtime};
 use prost::Message;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -57,7 +59,12 @@ fn request(hook_name: &str, method: &str, url: &str, headers: &[(&str, &str)], c
     for (k, v) in headers {
         req.headers.insert((*k).into(), (*v).into());
     }
-    let mut obj = Object { hook_type: HookType::Post as i32, hook_name: hook_name.into(), request: Some(req), ..Default::default() };
+    let mut obj = Object {
+        hook_type: HookType::Post as i32,
+        hook_name: hook_name.into(),
+        request: Some(req),
+        ..Default::default()
+    };
     obj.spec.insert("APIID".into(), "api-1".into());
     obj.spec.insert("OrgID".into(), "org-1".into());
     if !config.is_null() {
@@ -166,10 +173,21 @@ impl Verifier {
         let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cavage-{}.json", self.name));
         std::fs::write(&file, json!({ "cases": self.cases }).to_string()).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/verify_cavage.py");
-        let out = Command::new("python3").arg(&script).arg(&file).output().expect("python3 runs (scripts/setup.sh installs it)");
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg(&file)
+            .output()
+            .expect("python3 runs (scripts/setup.sh installs it)");
         let report = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "independent verifier refused:\n{report}{}", String::from_utf8_lossy(&out.stderr));
-        assert!(report.contains(&format!("{} of {} cases as expected", self.cases.len(), self.cases.len())), "{report}");
+        assert!(
+            out.status.success(),
+            "independent verifier refused:\n{report}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            report.contains(&format!("{} of {} cases as expected", self.cases.len(), self.cases.len())),
+            "{report}"
+        );
     }
 }
 
@@ -193,7 +211,11 @@ fn hmac_known_answers_for_every_algorithm() {
     //     open('ss','rb').read(),hashlib.sha256).digest()).decode(); print(b, u.quote_plus(b))"
     let known = [
         ("hmac-sha1", "cXeQ36g1/iuJOL2/Ab5U2Mg/a1M=", "cXeQ36g1%2FiuJOL2%2FAb5U2Mg%2Fa1M%3D"),
-        ("hmac-sha256", "BztjhKGahyaVRYAo76aRpG5P2lDMraAc3kGp0kZCMYQ=", "BztjhKGahyaVRYAo76aRpG5P2lDMraAc3kGp0kZCMYQ%3D"),
+        (
+            "hmac-sha256",
+            "BztjhKGahyaVRYAo76aRpG5P2lDMraAc3kGp0kZCMYQ=",
+            "BztjhKGahyaVRYAo76aRpG5P2lDMraAc3kGp0kZCMYQ%3D",
+        ),
         (
             "hmac-sha384",
             "88e8NcjvkvbjQNAinc8kKOXIVgFkZ0Lb4/ibmMljhGQRL/9XCjnqEICVLW1eKux1",
@@ -219,8 +241,14 @@ fn hmac_known_answers_for_every_algorithm() {
                 format!("Signature keyId=\"key-1\",algorithm=\"{alg}\",headers=\"(request-target) date\",signature=\"{want_sig}\"")
             );
             assert_eq!(set_header(&out, "Date"), None, "a present Date is kept");
-            v.add(&format!("{alg}/plain={plain_flag}"), &out, "/foo?a=1", "Authorization", json!({"secret": SECRET, "plain": plain_flag}),
-                json!({"key_id": "key-1", "algorithm": alg}));
+            v.add(
+                &format!("{alg}/plain={plain_flag}"),
+                &out,
+                "/foo?a=1",
+                "Authorization",
+                json!({"secret": SECRET, "plain": plain_flag}),
+                json!({"key_id": "key-1", "algorithm": alg}),
+            );
         }
     }
     v.run();
@@ -235,7 +263,12 @@ fn default_header_list_known_answer() {
     // hmac-sha256 / "test-secret" -> JlV6KLk4T+XeXXCFIADpdv0xVBbi7sIgGorHnO8gapM=
     // rsa-sha256 (`openssl dgst -sha256 -sign tests/data/test_rsa2048_pkcs1.pem ss | base64 -w0`) below.
     let (rt, _) = runtime(json!({}));
-    let headers = [("X-Foo", "  bar baz \t"), ("Content-Type", "application/json"), ("date", DATE), ("Authorization", "Bearer client")];
+    let headers = [
+        ("X-Foo", "  bar baz \t"),
+        ("Content-Type", "application/json"),
+        ("date", DATE),
+        ("Authorization", "Bearer client"),
+    ];
     let config = json!({"algorithm": "hmac-sha256", "keyId": "k", "secret": SECRET});
     let out = dispatch(&rt, &request(NAME, "POST", "/orders/42?verbose=true", &headers, config)).unwrap();
     assert_eq!(
@@ -251,12 +284,23 @@ fn default_header_list_known_answer() {
         let out = dispatch(&rt, &request(NAME, "POST", "/orders/42?verbose=true", &headers, config)).unwrap();
         let value = set_header(&out, "Signature").unwrap();
         let head = "Signature keyId=\"rsa-key\",algorithm=\"rsa-sha256\",headers=\"(request-target) authorization content-type date x-foo\",signature=\"";
-        assert!(value.starts_with(head) && value.ends_with('"'), "format; the client's Authorization is signed when it is not the signature header: {value}");
+        assert!(
+            value.starts_with(head) && value.ends_with('"'),
+            "format; the client's Authorization is signed when it is not the signature header: {value}"
+        );
         assert_eq!(set_header(&out, "Authorization"), None);
-        v.add(file, &out, "/orders/42?verbose=true", "Signature", json!({"public_key": pub_key()}), json!({"algorithm": "rsa-sha256"}));
+        v.add(
+            file,
+            &out,
+            "/orders/42?verbose=true",
+            "Signature",
+            json!({"public_key": pub_key()}),
+            json!({"algorithm": "rsa-sha256"}),
+        );
     }
     // Without the client's Authorization the signing string is the one of the KAT above.
-    let config = json!({"algorithm": "rsa-sha256", "keyId": "rsa-key", "privateKey": read_data("test_rsa2048_pkcs8.pem")});
+    let config =
+        json!({"algorithm": "rsa-sha256", "keyId": "rsa-key", "privateKey": read_data("test_rsa2048_pkcs8.pem")});
     let out = dispatch(&rt, &request(NAME, "POST", "/orders/42?verbose=true", &headers[..3], config)).unwrap();
     let value = set_header(&out, "Authorization").unwrap();
     assert_eq!(params(value)["signature"], RSA_KAT, "RSA known answer (plain base64, never URL-escaped)");
@@ -277,7 +321,14 @@ fn date_is_added_when_missing_or_empty_and_signed() {
             assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
             let auth = set_header(&out, "Authorization").unwrap();
             assert!(params(auth)["headers"].split(' ').any(|h| h == "date"), "{auth}");
-            v.add(&format!("{headers:?}"), &out, "/x", "Authorization", json!({"secret": SECRET}), json!({"fresh_date": true}));
+            v.add(
+                &format!("{headers:?}"),
+                &out,
+                "/x",
+                "Authorization",
+                json!({"secret": SECRET}),
+                json!({"fresh_date": true}),
+            );
         }
     }
     // Present (any case): kept and signed as sent.
@@ -300,7 +351,11 @@ fn configured_header_list_rules() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
         // Those present, in configured order, lower-cased; (request-target) always counts.
-        (&["X-B", "(request-target)", "X-Missing", "x-a"], &[("x-a", "1"), ("X-B", "2"), ("Date", DATE)], "x-b (request-target) x-a"),
+        (
+            &["X-B", "(request-target)", "X-Missing", "x-a"],
+            &[("x-a", "1"), ("X-B", "2"), ("Date", DATE)],
+            "x-b (request-target) x-a",
+        ),
         // None present: (request-target) date.
         (&["X-Missing", "X-Gone"], &[("X-A", "1")], "(request-target) date"),
         // An empty value counts as absent (the gateway's rule).
@@ -315,7 +370,14 @@ fn configured_header_list_rules() {
         let out = dispatch(&rt, &request(NAME, "PATCH", "/p?q=1", headers, config)).unwrap();
         let auth = set_header(&out, "Authorization").unwrap();
         assert_eq!(params(auth)["headers"], *want, "case {i}");
-        v.add(&format!("case{i}"), &out, "/p?q=1", "Authorization", json!({"secret": SECRET}), json!({"headers_param": want}));
+        v.add(
+            &format!("case{i}"),
+            &out,
+            "/p?q=1",
+            "Authorization",
+            json!({"secret": SECRET}),
+            json!({"headers_param": want}),
+        );
     }
     v.run();
 }
@@ -332,16 +394,28 @@ fn default_header_list_rules() {
     assert_eq!(params(sig)["headers"], "(request-target) alpha authorization date x-empty zeta");
     assert_eq!(set_header(&out, "Authorization"), None, "Authorization untouched");
     assert!(set_header(&out, "Date").is_some(), "date added, and listed");
-    v.add("custom-header", &out, "/d", "Signature", json!({"secret": SECRET, "plain": true}), json!({"fresh_date": true}));
+    v.add(
+        "custom-header",
+        &out,
+        "/d",
+        "Signature",
+        json!({"secret": SECRET, "plain": true}),
+        json!({"fresh_date": true}),
+    );
 
     // No header at all: (request-target) date.
-    let out = dispatch(&rt, &request(NAME, "GET", "/", &[], json!({"algorithm": "hmac-sha256", "keyId": "k", "secret": SECRET}))).unwrap();
+    let out = dispatch(
+        &rt,
+        &request(NAME, "GET", "/", &[], json!({"algorithm": "hmac-sha256", "keyId": "k", "secret": SECRET})),
+    )
+    .unwrap();
     assert_eq!(params(set_header(&out, "Authorization").unwrap())["headers"], "(request-target) date");
     v.add("no-headers", &out, "/", "Authorization", json!({"secret": SECRET}), json!({}));
 
     // A client-sent signature header (any case) is replaced and not signed.
     let config = json!({"algorithm": "hmac-sha256", "keyId": "k", "secret": SECRET});
-    let out = dispatch(&rt, &request(NAME, "GET", "/", &[("authorization", "Basic abc"), ("Date", DATE)], config)).unwrap();
+    let out =
+        dispatch(&rt, &request(NAME, "GET", "/", &[("authorization", "Basic abc"), ("Date", DATE)], config)).unwrap();
     assert_eq!(params(set_header(&out, "Authorization").unwrap())["headers"], "(request-target) date");
     v.add("replaced-client-auth", &out, "/", "Authorization", json!({"secret": SECRET}), json!({}));
     v.run();
@@ -351,9 +425,11 @@ fn default_header_list_rules() {
 fn request_target_uses_the_upstream_url_and_lowercase_method() {
     let (rt, _) = runtime(json!({}));
     let mut v = Verifier::new("request-target");
-    for (method, url, path) in
-        [("GET", "/a/b?c=1&d=%2F", "/a/b?c=1&d=%2F"), ("OPTIONS", "http://upstream.internal:8080/v2/x?y", "/v2/x?y"), ("", "", "/")]
-    {
+    for (method, url, path) in [
+        ("GET", "/a/b?c=1&d=%2F", "/a/b?c=1&d=%2F"),
+        ("OPTIONS", "http://upstream.internal:8080/v2/x?y", "/v2/x?y"),
+        ("", "", "/"),
+    ] {
         let mut obj = request(NAME, method, url, &[("Date", DATE)], hmac_config("hmac-sha256"));
         obj.request.as_mut().unwrap().request_uri = "/client/sent/this".into();
         let out = dispatch(&rt, &obj).unwrap();
@@ -381,11 +457,19 @@ fn rsa_from_a_fresh_key_made_by_openssl() {
         // CRLF line ends, as a PEM pasted on another system may have.
         let pem = std::fs::read_to_string(file).unwrap().replace('\n', "\r\n");
         let config = json!({"algorithm": "RSA-SHA256", "keyId": "fresh", "privateKey": pem, "plainSignature": false});
-        let out = dispatch(&rt, &request(NAME, "PUT", "/r?x=1", &[("Content-Type", "text/plain"), ("X-Id", "7")], config)).unwrap();
+        let out =
+            dispatch(&rt, &request(NAME, "PUT", "/r?x=1", &[("Content-Type", "text/plain"), ("X-Id", "7")], config))
+                .unwrap();
         let sig = params(set_header(&out, "Authorization").unwrap())["signature"].clone();
         assert!(!sig.contains('%'), "RSA is never URL-escaped: {sig}");
-        v.add(&format!("key{i}"), &out, "/r?x=1", "Authorization", json!({"public_key": public.to_string_lossy()}),
-            json!({"algorithm": "rsa-sha256", "fresh_date": true}));
+        v.add(
+            &format!("key{i}"),
+            &out,
+            "/r?x=1",
+            "Authorization",
+            json!({"public_key": public.to_string_lossy()}),
+            json!({"algorithm": "rsa-sha256", "fresh_date": true}),
+        );
     }
     v.run();
 }
@@ -393,7 +477,8 @@ fn rsa_from_a_fresh_key_made_by_openssl() {
 #[test]
 fn rsa_key_from_the_host_store_is_fetched_then_cached() {
     let (rt, host) = runtime(json!({}));
-    let config = json!({"algorithm": "rsa-sha256", "keyId": "cert-key", "certificateId": "cert-1", "headers": ["date"]});
+    let config =
+        json!({"algorithm": "rsa-sha256", "keyId": "cert-key", "certificateId": "cert-1", "headers": ["date"]});
     let obj = request(NAME, "GET", "/c", &[("Date", DATE)], config);
 
     // Absent: 500, and the miss is not remembered.
@@ -430,7 +515,9 @@ fn concurrent_first_use_of_a_stored_key() {
             .map(|_| {
                 let rt = rt.clone();
                 let bytes = bytes.clone();
-                s.spawn(move || (0..10).map(|_| Object::decode(&rt.dispatch(&bytes).unwrap()[..]).unwrap()).collect::<Vec<_>>())
+                s.spawn(move || {
+                    (0..10).map(|_| Object::decode(&rt.dispatch(&bytes).unwrap()[..]).unwrap()).collect::<Vec<_>>()
+                })
             })
             .collect();
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
@@ -468,7 +555,8 @@ fn missing_fields_unsupported_algorithm_and_bad_keys_answer_500() {
         (json!({"keyId": "k", "algorithm": "rsa-sha256", "certificateId": "absent"}), CERTIFICATE_NOT_FOUND),
     ];
     for (config, want) in cases {
-        let out = dispatch(&rt, &request(NAME, "GET", "/", &[], config.clone())).unwrap_or_else(|e| panic!("{config}: {e}"));
+        let out =
+            dispatch(&rt, &request(NAME, "GET", "/", &[], config.clone())).unwrap_or_else(|e| panic!("{config}: {e}"));
         let (code, msg) = overrides(&out);
         assert_eq!(code, 500, "{config}");
         assert!(msg.starts_with(want), "{config}: {msg}");
@@ -477,7 +565,9 @@ fn missing_fields_unsupported_algorithm_and_bad_keys_answer_500() {
     }
     let logs = host.logs.lock();
     assert!(logs.iter().any(|l| l.message.contains(MISSING_FIELDS)), "refusals are logged");
-    assert!(logs.iter().all(|l| !l.message.contains(SECRET) && !l.message.contains(&body_line) && !l.message.contains("MII")));
+    assert!(logs
+        .iter()
+        .all(|l| !l.message.contains(SECRET) && !l.message.contains(&body_line) && !l.message.contains("MII")));
     let reasons: Vec<_> = logs.iter().filter(|l| l.message.contains(BAD_KEY)).map(|l| l.message.clone()).collect();
     assert!(reasons.iter().any(|r| r.contains("1024 bits")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("not RSA")), "{reasons:?}");
@@ -508,7 +598,12 @@ fn invalid_configuration_is_minus_5() {
 fn hostile_headers_are_refused_not_signed() {
     let (rt, _) = runtime(json!({}));
     let cfg = json!({"algorithm": "hmac-sha256", "keyId": "k", "secret": SECRET});
-    for headers in [vec![("X-Bad", "a\nx-admin: true")], vec![("Bad Name", "v")], vec![("X-Nul", "a\0b")], vec![("Date", "Fri\r\nX: y")]] {
+    for headers in [
+        vec![("X-Bad", "a\nx-admin: true")],
+        vec![("Bad Name", "v")],
+        vec![("X-Nul", "a\0b")],
+        vec![("Date", "Fri\r\nX: y")],
+    ] {
         let out = dispatch(&rt, &request(NAME, "GET", "/", &headers, cfg.clone())).unwrap();
         let (code, msg) = overrides(&out);
         assert_eq!(code, 400, "{headers:?}");

@@ -7,14 +7,11 @@ use std::process::Command;
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let libdir = env::var("COPROCESS_LIBDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| manifest.join("../../target/release"));
+    let libdir =
+        env::var("COPROCESS_LIBDIR").map(PathBuf::from).unwrap_or_else(|_| manifest.join("../../target/release"));
     let cc = env::var("CC").unwrap_or_else(|_| "cc".into());
     let status = Command::new(&cc)
-        .args([
-            "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-o",
-        ])
+        .args(["-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-o"])
         .arg(out.join("libbenchfloor.so"))
         .arg(manifest.join("floor.c"))
         .status()

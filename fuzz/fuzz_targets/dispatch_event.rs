@@ -21,6 +21,8 @@ fuzz_target!(|data: (&[u8], u8, String, String)| {
     send(raw);
     let handler = ["LogEvent", "RelayEvent", "Nobody", ""][which as usize % 4];
     let meta = if meta.starts_with('{') { meta } else { format!("{meta:?}") };
-    let json = format!(r#"{{"message":{{"Type":{event_type:?},"Meta":{meta},"TimeStamp":"t"}},"handler_name":"{handler}","spec":{{"APIID":"a"}}}}"#);
+    let json = format!(
+        r#"{{"message":{{"Type":{event_type:?},"Meta":{meta},"TimeStamp":"t"}},"handler_name":"{handler}","spec":{{"APIID":"a"}}}}"#
+    );
     send(json.as_bytes());
 });

@@ -54,7 +54,8 @@ struct Input {
 fuzz_target!(|input: Input| {
     let hook = HOOKS[input.hook as usize % HOOKS.len()];
     let hook_type = HookType::try_from(i32::from(input.hook_type % 6)).unwrap_or(HookType::Unknown);
-    let mut b = ObjectBuilder::new(hook_type, hook).method_url(&input.method, &input.url, &input.request_uri).body(&input.body);
+    let mut b =
+        ObjectBuilder::new(hook_type, hook).method_url(&input.method, &input.url, &input.request_uri).body(&input.body);
     for (k, v) in input.headers.iter().take(32) {
         b = b.header(k, v);
     }

@@ -74,8 +74,13 @@ fn bench(c: &mut Criterion) {
         assert_eq!(o.metadata.get("token").map(String::as_str), Some("k1"), "the benchmark Object must authenticate");
     };
 
-    let host = Arc::new(ServerHost::new(Logger::new(LogLevel::Warning), EventSink::Log, Store::Memory(MemoryStore::new())));
-    let runtime = Runtime::new(coprocess::builtins::registry(), host, ConfigSource::Fixed(hmac_config().as_object().unwrap().clone()));
+    let host =
+        Arc::new(ServerHost::new(Logger::new(LogLevel::Warning), EventSink::Log, Store::Memory(MemoryStore::new())));
+    let runtime = Runtime::new(
+        coprocess::builtins::registry(),
+        host,
+        ConfigSource::Fixed(hmac_config().as_object().unwrap().clone()),
+    );
     check(&runtime.dispatch(&bytes).unwrap());
 
     let dir = scratch("bench");

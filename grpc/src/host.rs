@@ -79,7 +79,8 @@ impl EventSink {
     fn send(&self, logger: &Logger, name: &str, payload: &str) {
         match self {
             EventSink::Log => {
-                let payload = serde_json::from_str::<Value>(payload).unwrap_or_else(|_| Value::String(payload.to_owned()));
+                let payload =
+                    serde_json::from_str::<Value>(payload).unwrap_or_else(|_| Value::String(payload.to_owned()));
                 logger.log(LogLevel::Info, "event", "event", &[("event", Value::from(name)), ("payload", payload)]);
             }
             EventSink::Webhook(w) => w.send(logger, name, payload),
@@ -176,7 +177,10 @@ fn post_loop(agent: &ureq::Agent, url: &str, rx: Receiver<String>, logger: &Logg
         let result = agent.post(url).header("Content-Type", "application/json").send(body.as_bytes());
         match result {
             Ok(resp) if resp.status().is_success() => {}
-            Ok(resp) => logger.warn("event webhook answered with an error status", &[("status", Value::from(resp.status().as_u16()))]),
+            Ok(resp) => logger.warn(
+                "event webhook answered with an error status",
+                &[("status", Value::from(resp.status().as_u16()))],
+            ),
             Err(e) => logger.warn("event webhook unreachable", &[("error", Value::from(e.to_string()))]),
         }
     }
@@ -211,7 +215,10 @@ impl Store {
             Store::Redis(r) => match r.get(key) {
                 Ok(v) => v,
                 Err(e) => {
-                    logger.error("redis store read failed; treated as absent", &[("error", Value::from(redis_reason(&e)))]);
+                    logger.error(
+                        "redis store read failed; treated as absent",
+                        &[("error", Value::from(redis_reason(&e)))],
+                    );
                     None
                 }
             },
@@ -257,7 +264,10 @@ impl RedisStore {
 
     /// Run `f` on a pooled connection; a pooled connection that turns out broken (Redis
     /// restarted, idle timeout) is dropped and `f` retried once on a fresh one.
-    fn with_connection<T>(&self, mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>) -> redis::RedisResult<T> {
+    fn with_connection<T>(
+        &self,
+        mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
         let pooled = self.idle.lock().pop();
         let (mut conn, was_pooled) = match pooled {
             Some(c) => (c, true),

@@ -50,7 +50,8 @@ fn main() -> ExitCode {
 
 async fn run(opts: coprocess_grpc::options::Options, logger: Logger) -> Result<(), String> {
     let sig = |k: SignalKind| signal(k).map_err(|e| format!("cannot install signal handler: {e}"));
-    let (mut hup, mut term, mut int) = (sig(SignalKind::hangup())?, sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
+    let (mut hup, mut term, mut int) =
+        (sig(SignalKind::hangup())?, sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
     let server = server::start(opts).await?;
     loop {
         tokio::select! {

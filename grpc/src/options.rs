@@ -198,7 +198,9 @@ impl Options {
         if self.blocking_threads == 0 {
             return Err("--blocking-threads must be at least 1".into());
         }
-        if self.event_sink != "log" && !(self.event_sink.starts_with("http://") || self.event_sink.starts_with("https://")) {
+        if self.event_sink != "log"
+            && !(self.event_sink.starts_with("http://") || self.event_sink.starts_with("https://"))
+        {
             return Err("--event-sink must be \"log\" or an http:// or https:// URL".into());
         }
         Ok(())
@@ -222,7 +224,14 @@ mod tests {
 
     #[test]
     fn flags_in_both_spellings() {
-        let o = serve(&["--listen", "127.0.0.1:0", "--unix=/tmp/x.sock", "--grpc-recv-max-size=1024", "--log-level", "debug"]);
+        let o = serve(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--unix=/tmp/x.sock",
+            "--grpc-recv-max-size=1024",
+            "--log-level",
+            "debug",
+        ]);
         assert_eq!(o.listen.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(o.unix, Some(PathBuf::from("/tmp/x.sock")));
         assert_eq!(o.grpc_recv_max_size, 1024);

@@ -93,7 +93,8 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
     let logger = Logger::new(opts.log_level);
     let store = match &opts.redis_url {
         Some(url) => {
-            let (url, prefix, timeout) = (url.clone(), opts.redis_prefix.clone(), Duration::from_millis(opts.redis_timeout_ms));
+            let (url, prefix, timeout) =
+                (url.clone(), opts.redis_prefix.clone(), Duration::from_millis(opts.redis_timeout_ms));
             let store = tokio::task::spawn_blocking(move || RedisStore::connect(&url, &prefix, timeout))
                 .await
                 .map_err(|e| format!("Redis connect task failed: {e}"))??;
@@ -108,7 +109,11 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
     let host = Arc::new(ServerHost::new(logger.clone(), events, store));
     let runtime = {
         let (o, h) = (opts.clone(), host.clone());
-        Arc::new(tokio::task::spawn_blocking(move || runtime_for(&o, registry, h)).await.map_err(|e| format!("configuration task failed: {e}"))??)
+        Arc::new(
+            tokio::task::spawn_blocking(move || runtime_for(&o, registry, h))
+                .await
+                .map_err(|e| format!("configuration task failed: {e}"))??,
+        )
     };
 
     let service = Arc::new(DispatchService::new(runtime.clone(), logger.clone()));
@@ -120,7 +125,9 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
 
     // Bind every listener before serving any, so a failure leaves nothing running.
     let tcp_listener = match &opts.listen {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr.as_str()).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?),
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr.as_str()).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+        ),
         None => None,
     };
     let mut tcp_builder = TonicServer::builder();
@@ -130,7 +137,10 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
     let unix_listener = match &opts.unix {
         Some(path) => {
             prepare_unix_path(path)?;
-            Some(tokio::net::UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?)
+            Some(
+                tokio::net::UnixListener::bind(path)
+                    .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?,
+            )
         }
         None => None,
     };
@@ -185,11 +195,19 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
 }
 
 /// A listener's end: an error stops the whole server (the others shut down gracefully).
-fn ended(which: &str, r: Result<(), tonic::transport::Error>, stop: &watch::Sender<bool>, logger: &Logger) -> Result<(), String> {
+fn ended(
+    which: &str,
+    r: Result<(), tonic::transport::Error>,
+    stop: &watch::Sender<bool>,
+    logger: &Logger,
+) -> Result<(), String> {
     match r {
         Ok(()) => Ok(()),
         Err(e) => {
-            logger.error("listener failed, shutting down", &[("listener", Value::from(which)), ("error", Value::from(e.to_string()))]);
+            logger.error(
+                "listener failed, shutting down",
+                &[("listener", Value::from(which)), ("error", Value::from(e.to_string()))],
+            );
             let _ = stop.send(true);
             Err(format!("{which} listener: {e}"))
         }
@@ -206,7 +224,8 @@ impl Server {
     /// configuration stays in force; the error is logged and returned.
     pub async fn reload(&self) -> Result<(), String> {
         let rt = self.runtime.clone();
-        let r = tokio::task::spawn_blocking(move || rt.reload()).await.map_err(|e| format!("reload task failed: {e}"))?;
+        let r =
+            tokio::task::spawn_blocking(move || rt.reload()).await.map_err(|e| format!("reload task failed: {e}"))?;
         match r {
             Ok(()) => {
                 self.logger.info("configuration reloaded", &[]);

@@ -71,7 +71,8 @@ impl DispatchService {
     }
 
     fn task_failed(&self, method: &str, e: tokio::task::JoinError) -> Status {
-        self.logger.error("dispatch task failed", &[("method", Value::from(method)), ("error", Value::from(e.to_string()))]);
+        self.logger
+            .error("dispatch task failed", &[("method", Value::from(method)), ("error", Value::from(e.to_string()))]);
         Status::internal(format!("{method}: the dispatch task failed"))
     }
 }

@@ -50,7 +50,8 @@ pub fn scratch(name: &str) -> PathBuf {
 /// The SPEC's HMAC vector (key `c2VjcmV0`, hmac-sha512 over `date: <DATE>`).
 pub const HMAC_DATE: &str = "Fri, 03 May 2024 12:00:42 GMT";
 pub const HMAC_SECRET: &str = "c2VjcmV0";
-pub const HMAC_SIGNATURE: &str = "9kwBK/yrjbSHJDI7INAhBmhHLTHRDkIe2uRWHEP8bgQFQvfXRksm6t2MHeLUyk9oosWDZyC17AbGeP8EFqrp+A==";
+pub const HMAC_SIGNATURE: &str =
+    "9kwBK/yrjbSHJDI7INAhBmhHLTHRDkIe2uRWHEP8bgQFQvfXRksm6t2MHeLUyk9oosWDZyC17AbGeP8EFqrp+A==";
 
 /// The HMAC-auth Object the benchmark and tests send (CustomKeyCheck, the SPEC vector).
 pub fn hmac_object(signature: &str) -> coprocess::Object {

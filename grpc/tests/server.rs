@@ -5,7 +5,9 @@ mod common;
 use common::*;
 use coprocess::proto::{Event, ResponseObject};
 use coprocess::testing::ObjectBuilder;
-use coprocess::{ConfigSource, Context, FakeHost, HookType, Middleware, MiddlewareError, Object, Registry, Runtime, Setup};
+use coprocess::{
+    ConfigSource, Context, FakeHost, HookType, Middleware, MiddlewareError, Object, Registry, Runtime, Setup,
+};
 use coprocess_grpc::options::Options;
 use coprocess_grpc::server::{self, Server};
 use coprocess_grpc::service::CODE_METADATA;
@@ -56,11 +58,24 @@ fn builtin_objects() -> Vec<(&'static str, Object)> {
                 .response(ResponseObject { status_code: 200, body: "ok".into(), ..Default::default() })
                 .build(),
         ),
-        ("static token ok", ObjectBuilder::new(HookType::CustomKeyCheck, "StaticTokenAuth").header("Authorization", "Bearer tok-1").build()),
-        ("static token bad", ObjectBuilder::new(HookType::CustomKeyCheck, "StaticTokenAuth").header("Authorization", "Bearer nope").build()),
+        (
+            "static token ok",
+            ObjectBuilder::new(HookType::CustomKeyCheck, "StaticTokenAuth")
+                .header("Authorization", "Bearer tok-1")
+                .build(),
+        ),
+        (
+            "static token bad",
+            ObjectBuilder::new(HookType::CustomKeyCheck, "StaticTokenAuth")
+                .header("Authorization", "Bearer nope")
+                .build(),
+        ),
         ("hmac ok", hmac_object(HMAC_SIGNATURE)),
         ("hmac bad", hmac_object("AAAA")),
-        ("upstream signing", ObjectBuilder::new(HookType::Post, "UpstreamRequestSigning").header("Date", HMAC_DATE).build()),
+        (
+            "upstream signing",
+            ObjectBuilder::new(HookType::Post, "UpstreamRequestSigning").header("Date", HMAC_DATE).build(),
+        ),
         (
             "reqhub local",
             ObjectBuilder::new(HookType::Pre, "ReqHubMerchant")
@@ -195,8 +210,20 @@ async fn failures_are_status_codes_and_the_server_keeps_serving() {
     let srv = server::start_with(options(&dir, &config), registry).await.unwrap();
     let mut c = unix_client(srv.unix.as_ref().unwrap()).await;
     let cases: Vec<(&str, Vec<u8>, Code, i32, &str)> = vec![
-        ("unknown hook", ObjectBuilder::new(HookType::Pre, "Nope").encode(), Code::NotFound, -3, "no middleware registered"),
-        ("wrong hook type", ObjectBuilder::new(HookType::Pre, "StaticTokenAuth").encode(), Code::NotFound, -3, "does not serve hook type"),
+        (
+            "unknown hook",
+            ObjectBuilder::new(HookType::Pre, "Nope").encode(),
+            Code::NotFound,
+            -3,
+            "no middleware registered",
+        ),
+        (
+            "wrong hook type",
+            ObjectBuilder::new(HookType::Pre, "StaticTokenAuth").encode(),
+            Code::NotFound,
+            -3,
+            "does not serve hook type",
+        ),
         ("garbage", vec![0xff, 0xff, 0xff, 0x0f, 0x01], Code::InvalidArgument, -2, "not a valid coprocess.Object"),
         ("no hook name", Vec::new(), Code::NotFound, -3, "no hook_name"),
         (
@@ -208,12 +235,20 @@ async fn failures_are_status_codes_and_the_server_keeps_serving() {
         ),
         (
             "invalid section",
-            ObjectBuilder::new(HookType::Pre, "InjectHeaders").config_data(r#"{"InjectHeaders": {"adds": {}}}"#).encode(),
+            ObjectBuilder::new(HookType::Pre, "InjectHeaders")
+                .config_data(r#"{"InjectHeaders": {"adds": {}}}"#)
+                .encode(),
             Code::FailedPrecondition,
             -5,
             "unknown field",
         ),
-        ("middleware error", ObjectBuilder::new(HookType::Pre, "Boom").encode(), Code::Internal, -4, "failed on purpose"),
+        (
+            "middleware error",
+            ObjectBuilder::new(HookType::Pre, "Boom").encode(),
+            Code::Internal,
+            -4,
+            "failed on purpose",
+        ),
         ("middleware panic", ObjectBuilder::new(HookType::Pre, "Boom:panics").encode(), Code::Internal, -4, "panicked"),
     ];
     for (label, bytes, code, lib, needle) in cases {
@@ -284,9 +319,11 @@ async fn reload_applies_a_new_file_and_keeps_the_last_good_one() {
     let srv = start(&dir, &json!({"InjectHeaders": {"add": {"X-Version": "1"}}})).await;
     let mut c = tcp_client(srv.tcp.unwrap()).await;
     let object = ObjectBuilder::new(HookType::Pre, "InjectHeaders").encode();
-    let version = |b: Vec<u8>| coprocess::testing::set_header(&Object::decode(&b[..]).unwrap(), "X-Version").map(str::to_owned);
+    let version =
+        |b: Vec<u8>| coprocess::testing::set_header(&Object::decode(&b[..]).unwrap(), "X-Version").map(str::to_owned);
     assert_eq!(version(dispatch(&mut c, object.clone()).await.unwrap()).as_deref(), Some("1"));
-    std::fs::write(dir.join("coprocess.json"), json!({"InjectHeaders": {"add": {"X-Version": "2"}}}).to_string()).unwrap();
+    std::fs::write(dir.join("coprocess.json"), json!({"InjectHeaders": {"add": {"X-Version": "2"}}}).to_string())
+        .unwrap();
     srv.reload().await.unwrap();
     assert_eq!(version(dispatch(&mut c, object.clone()).await.unwrap()).as_deref(), Some("2"));
     std::fs::write(dir.join("coprocess.json"), r#"{"InjectHeaders": {"add": 5}}"#).unwrap();

@@ -73,7 +73,8 @@ impl Algorithm {
     /// Every supported algorithm.
     ///
     /// cbindgen:ignore
-    pub const ALL: [Algorithm; 4] = [Algorithm::HmacSha1, Algorithm::HmacSha256, Algorithm::HmacSha384, Algorithm::HmacSha512];
+    pub const ALL: [Algorithm; 4] =
+        [Algorithm::HmacSha1, Algorithm::HmacSha256, Algorithm::HmacSha384, Algorithm::HmacSha512];
 
     /// The draft-cavage name.
     pub fn name(self) -> &'static str {
@@ -157,7 +158,13 @@ struct KeyedSecret {
 
 impl KeyedSecret {
     fn new(secret: String) -> Self {
-        KeyedSecret { secret, sha1: OnceLock::new(), sha256: OnceLock::new(), sha384: OnceLock::new(), sha512: OnceLock::new() }
+        KeyedSecret {
+            secret,
+            sha1: OnceLock::new(),
+            sha256: OnceLock::new(),
+            sha384: OnceLock::new(),
+            sha512: OnceLock::new(),
+        }
     }
 
     /// Key the state of `alg` now (configured keys are keyed at configuration time).
@@ -353,8 +360,10 @@ impl Middleware for HmacSignatureAuth {
             }
             keys.insert(key_id, keyed);
         }
-        let cache = (config.store_cache_ms > 0 && !config.store_prefix.is_empty())
-            .then(|| StoreCache { ttl: Duration::from_millis(config.store_cache_ms), entries: RwLock::new(BTreeMap::new()) });
+        let cache = (config.store_cache_ms > 0 && !config.store_prefix.is_empty()).then(|| StoreCache {
+            ttl: Duration::from_millis(config.store_cache_ms),
+            entries: RwLock::new(BTreeMap::new()),
+        });
         Ok(HmacSignatureAuth {
             keys,
             store_prefix: config.store_prefix,
@@ -407,13 +416,17 @@ impl HmacSignatureAuth {
     /// Verify the request; on success the keyId and its secret.
     fn check<'c>(&self, ctx: &Context<'c>, now: Duration) -> Checked<'c, '_> {
         use Refusal::*;
-        let authorization = ctx.header("Authorization").filter(|v| !v.is_empty()).ok_or((BadRequest("no Authorization header"), None))?;
+        let authorization = ctx
+            .header("Authorization")
+            .filter(|v| !v.is_empty())
+            .ok_or((BadRequest("no Authorization header"), None))?;
         let params = signature::parse(authorization).map_err(|e| (BadRequest(e.as_str()), None))?;
         let key_id = params.key_id.filter(|v| !v.is_empty()).ok_or((BadRequest("keyId missing"), None))?;
         let fail = |r: Refusal| (r, Some(key_id));
         let algorithm = params.algorithm.filter(|v| !v.is_empty()).ok_or(fail(BadRequest("algorithm missing")))?;
         let sig = params.signature.filter(|v| !v.is_empty()).ok_or(fail(BadRequest("signature missing")))?;
-        let alg = Algorithm::from_name(algorithm).filter(|a| self.allowed[a.index()]).ok_or(fail(UnsupportedAlgorithm))?;
+        let alg =
+            Algorithm::from_name(algorithm).filter(|a| self.allowed[a.index()]).ok_or(fail(UnsupportedAlgorithm))?;
         let date = ctx.header("Date").filter(|v| !v.is_empty()).ok_or(fail(BadRequest("no Date header")))?;
         let msg = self.signing_string(ctx, params.headers).map_err(|r| fail(BadRequest(r)))?;
 
@@ -428,9 +441,11 @@ impl HmacSignatureAuth {
         let secret = self.lookup(ctx, key_id).ok_or(fail(NotAuthorized("unknown keyId")))?;
         // base64 of an HMAC-SHA512 is 88 characters; anything longer cannot match.
         let mut b64 = [0u8; 96];
-        let b64_len = percent_decode_into(sig, &mut b64).ok_or(fail(NotAuthorized("signature is not a valid percent-encoded HMAC")))?;
+        let b64_len = percent_decode_into(sig, &mut b64)
+            .ok_or(fail(NotAuthorized("signature is not a valid percent-encoded HMAC")))?;
         let mut raw = [0u8; 72]; // decode_slice wants room for its length estimate
-        let raw_len = base64_decode(&b64[..b64_len], &mut raw).ok_or(fail(NotAuthorized("signature is not valid base64")))?;
+        let raw_len =
+            base64_decode(&b64[..b64_len], &mut raw).ok_or(fail(NotAuthorized("signature is not valid base64")))?;
         if !secret.verify(alg, &msg, &raw[..raw_len]) {
             return Err(fail(NotAuthorized("signature mismatch")));
         }
@@ -525,7 +540,12 @@ mod tests {
     }
 
     fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> Object {
-        let mut req = MiniRequestObject { method: method.into(), request_uri: uri.into(), url: "/other".into(), ..Default::default() };
+        let mut req = MiniRequestObject {
+            method: method.into(),
+            request_uri: uri.into(),
+            url: "/other".into(),
+            ..Default::default()
+        };
         for (k, v) in headers {
             req.headers.insert((*k).into(), (*v).into());
         }
@@ -536,10 +556,17 @@ mod tests {
     fn signing_string_lines() {
         let host = FakeHost::new();
         let mw = instance(serde_json::json!({}), &host);
-        let obj = request("PaTCH", "/a/b?c=d%20e", &[("Date", " Fri, 03 May 2024 12:00:42 GMT\t"), ("X-Custom-Header", "v"), ("Empty", "")]);
+        let obj = request(
+            "PaTCH",
+            "/a/b?c=d%20e",
+            &[("Date", " Fri, 03 May 2024 12:00:42 GMT\t"), ("X-Custom-Header", "v"), ("Empty", "")],
+        );
         let ctx = Context::new(&obj, &host);
         let s = mw.signing_string(&ctx, Some("(REQUEST-TARGET)  DATE\tx-custom-header Empty")).unwrap();
-        assert_eq!(s.to_text(), "(request-target): patch /a/b?c=d%20e\ndate: Fri, 03 May 2024 12:00:42 GMT\nx-custom-header: v\nempty: ");
+        assert_eq!(
+            s.to_text(),
+            "(request-target): patch /a/b?c=d%20e\ndate: Fri, 03 May 2024 12:00:42 GMT\nx-custom-header: v\nempty: "
+        );
         assert_eq!(mw.signing_string(&ctx, None).unwrap().to_text(), "date: Fri, 03 May 2024 12:00:42 GMT");
         assert!(mw.signing_string(&ctx, Some("")).is_err());
         assert!(mw.signing_string(&ctx, Some("date host")).is_err());
@@ -575,7 +602,10 @@ mod tests {
     #[test]
     fn config_keys_are_keyed_up_front_for_allowed_algorithms_only() {
         let host = FakeHost::new();
-        let mw = instance(serde_json::json!({"keys": {"a": "s"}, "allowed_algorithms": ["hmac-sha256", "HMAC-SHA1"]}), &host);
+        let mw = instance(
+            serde_json::json!({"keys": {"a": "s"}, "allowed_algorithms": ["hmac-sha256", "HMAC-SHA1"]}),
+            &host,
+        );
         let k = &mw.keys["a"];
         assert!(k.sha1.get().is_some() && k.sha256.get().is_some());
         assert!(k.sha384.get().is_none() && k.sha512.get().is_none());
@@ -600,7 +630,8 @@ mod tests {
 
     #[test]
     fn debug_output_hides_secrets() {
-        let c: HmacSignatureAuthConfig = serde_json::from_value(serde_json::json!({"keys": {"id": "TOPSECRET"}})).unwrap();
+        let c: HmacSignatureAuthConfig =
+            serde_json::from_value(serde_json::json!({"keys": {"id": "TOPSECRET"}})).unwrap();
         let text = format!("{c:?}");
         assert!(text.contains("id") && !text.contains("TOPSECRET"), "{text}");
     }

@@ -30,7 +30,8 @@ pub struct InjectHeaders {
 
 impl Middleware for InjectHeaders {
     const NAME: &'static str = "InjectHeaders";
-    const HOOKS: &'static [HookType] = &[HookType::Pre, HookType::Post, HookType::PostKeyAuth, HookType::CustomKeyCheck, HookType::Response];
+    const HOOKS: &'static [HookType] =
+        &[HookType::Pre, HookType::Post, HookType::PostKeyAuth, HookType::CustomKeyCheck, HookType::Response];
     type Config = InjectHeadersConfig;
 
     fn new(config: InjectHeadersConfig, _setup: &Setup<'_>) -> Result<Self, ConfigError> {
@@ -39,7 +40,8 @@ impl Middleware for InjectHeaders {
                 return Err(ConfigError::new(format!("{name:?} is not a valid header name")));
             }
         }
-        if let Some((name, _)) = config.add.iter().find(|(_, v)| v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)) {
+        if let Some((name, _)) = config.add.iter().find(|(_, v)| v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0))
+        {
             return Err(ConfigError::new(format!("the value of header {name:?} contains CR, LF or NUL")));
         }
         Ok(InjectHeaders { config })
@@ -89,7 +91,8 @@ mod tests {
 
     fn instance(json: &str) -> Result<InjectHeaders, ConfigError> {
         let host = FakeHost::new();
-        let config: InjectHeadersConfig = serde_json::from_str(json).map_err(|e| ConfigError::from_serde("InjectHeaders", &e))?;
+        let config: InjectHeadersConfig =
+            serde_json::from_str(json).map_err(|e| ConfigError::from_serde("InjectHeaders", &e))?;
         InjectHeaders::new(config, &Setup { section: "InjectHeaders", host: &host })
     }
 

@@ -3,8 +3,8 @@
 pub mod events;
 pub mod hmac_auth;
 pub mod inject_headers;
-pub mod signature;
 pub mod reqhub;
+pub mod signature;
 pub mod static_token;
 pub mod upstream_signing;
 

@@ -252,12 +252,20 @@ fn read_client_headers<'a>(ctx: &Context<'a>) -> Result<ClientValues<'a>, Denial
             ),
         ));
     }
-    let malformed: Vec<&str> =
-        CLIENT_HEADERS.iter().zip(&values).filter(|(_, v)| !v.is_some_and(is_printable_ascii)).map(|(n, _)| *n).collect();
+    let malformed: Vec<&str> = CLIENT_HEADERS
+        .iter()
+        .zip(&values)
+        .filter(|(_, v)| !v.is_some_and(is_printable_ascii))
+        .map(|(n, _)| *n)
+        .collect();
     if !malformed.is_empty() {
         return Err(Denial::new(
             codes::HEADERS_MISSING,
-            format!("Malformed ReqHub header{}: {} (printable ASCII only).", if malformed.len() > 1 { "s" } else { "" }, malformed.join(", ")),
+            format!(
+                "Malformed ReqHub header{}: {} (printable ASCII only).",
+                if malformed.len() > 1 { "s" } else { "" },
+                malformed.join(", ")
+            ),
         ));
     }
     let [token, key, timestamp, nonce, url] = values.map(|v| v.expect("checked above"));
@@ -385,8 +393,15 @@ impl Middleware for ReqHubMerchant {
                 if config.window_ms == 0 || config.window_ms > MAX_WINDOW_MS {
                     return Err(ConfigError::new(format!("window_ms must be between 1 and {MAX_WINDOW_MS}")));
                 }
-                if let Some(key) = config.clients.iter().find(|(k, c)| k.is_empty() || c.private_key.is_empty() || c.api.is_empty()).map(|(k, _)| k) {
-                    return Err(ConfigError::new(format!("client {key:?}: the public key, private_key and api must not be empty")));
+                if let Some(key) = config
+                    .clients
+                    .iter()
+                    .find(|(k, c)| k.is_empty() || c.private_key.is_empty() || c.api.is_empty())
+                    .map(|(k, _)| k)
+                {
+                    return Err(ConfigError::new(format!(
+                        "client {key:?}: the public key, private_key and api must not be empty"
+                    )));
                 }
                 None
             }
@@ -501,8 +516,10 @@ impl ReqHubMerchant {
 
     fn verify_remote(&self, ctx: &Context<'_>, client: &ClientValues<'_>) -> Result<Verdict, MiddlewareError> {
         let remote = self.remote.as_ref().expect("remote mode has a verifier");
-        let nonce = client::random_nonce().map_err(|e| MiddlewareError::new(format!("the OS random source failed: {e}")))?;
-        let merchant = SignedHeaders::sign(&self.public_key, &self.private_key, ctx.request_uri(), client::unix_millis(), &nonce);
+        let nonce =
+            client::random_nonce().map_err(|e| MiddlewareError::new(format!("the OS random source failed: {e}")))?;
+        let merchant =
+            SignedHeaders::sign(&self.public_key, &self.private_key, ctx.request_uri(), client::unix_millis(), &nonce);
         let client_values = [client.token, client.key, client.timestamp, client.nonce, client.url];
         let mut request = remote.agent.post(&remote.url);
         for (name, value) in CLIENT_HEADERS.into_iter().zip(client_values).chain(merchant.merchant_pairs()) {
@@ -517,7 +534,12 @@ impl ReqHubMerchant {
         if status == 200 {
             return Ok(match body {
                 Ok(b) => Verdict::Pass(String::from_utf8_lossy(&b).into_owned()),
-                Err(e) => self.unavailable(ctx, client, remote, &format!("reading the verifier's answer failed: {}", transport_reason(&e, remote.timeout_ms))),
+                Err(e) => self.unavailable(
+                    ctx,
+                    client,
+                    remote,
+                    &format!("reading the verifier's answer failed: {}", transport_reason(&e, remote.timeout_ms)),
+                ),
             });
         }
         let body = body.unwrap_or_default();
@@ -525,7 +547,11 @@ impl ReqHubMerchant {
         if code.is_none() || status >= 500 {
             ctx.log(
                 LogLevel::Warning,
-                &format!("ReqHubMerchant: verifier {} answered HTTP {status}{}", remote.display_url, if code.is_none() { " without an error code" } else { "" }),
+                &format!(
+                    "ReqHubMerchant: verifier {} answered HTTP {status}{}",
+                    remote.display_url,
+                    if code.is_none() { " without an error code" } else { "" }
+                ),
             );
         }
         Ok(Verdict::Deny(match code {
@@ -569,7 +595,9 @@ fn transport_reason(e: &ureq::Error, timeout_ms: u64) -> String {
 /// The `error` field of a verifier's JSON answer, when it is a plausible code
 /// (1-64 characters of `[a-z0-9_]`); a bare code as text is accepted too.
 fn verifier_error_code(body: &[u8]) -> Option<String> {
-    let plausible = |s: &str| (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let plausible = |s: &str| {
+        (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
     let text = std::str::from_utf8(body).ok()?.trim();
     let candidate = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => map.get("error")?.as_str()?.to_owned(),
@@ -587,7 +615,8 @@ mod tests {
 
     fn build(json: &str) -> Result<ReqHubMerchant, ConfigError> {
         let host = FakeHost::new();
-        let config: ReqHubMerchantConfig = serde_json::from_str(json).map_err(|e| ConfigError::from_serde("ReqHubMerchant", &e))?;
+        let config: ReqHubMerchantConfig =
+            serde_json::from_str(json).map_err(|e| ConfigError::from_serde("ReqHubMerchant", &e))?;
         ReqHubMerchant::new(config, &Setup { section: "ReqHubMerchant", host: &host })
     }
 
@@ -640,7 +669,12 @@ mod tests {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
         assert!(is_valid_nonce("AAECAwQFBgcICQoLDA0ODxAREhM="));
-        for bad in ["AAECAwQFBgcICQoLDA0ODxAREg==", "AAECAwQFBgcICQoLDA0ODxAREhM", "AAECAwQFBgcICQoLDA0ODxAREhM=A", "AAECAwQFBgcICQoLDA0ODxAREh!="] {
+        for bad in [
+            "AAECAwQFBgcICQoLDA0ODxAREg==",
+            "AAECAwQFBgcICQoLDA0ODxAREhM",
+            "AAECAwQFBgcICQoLDA0ODxAREhM=A",
+            "AAECAwQFBgcICQoLDA0ODxAREh!=",
+        ] {
             assert!(!is_valid_nonce(bad), "{bad}");
         }
         assert_eq!(nonce_ttl(300_000, 1000, 1000), 300);
@@ -653,10 +687,20 @@ mod tests {
 
     #[test]
     fn verifier_error_codes_are_extracted_defensively() {
-        assert_eq!(verifier_error_code(br#"{"error": "client_not_found", "x": 1}"#).as_deref(), Some("client_not_found"));
+        assert_eq!(
+            verifier_error_code(br#"{"error": "client_not_found", "x": 1}"#).as_deref(),
+            Some("client_not_found")
+        );
         assert_eq!(verifier_error_code(b"subscription_required\n").as_deref(), Some("subscription_required"));
         assert_eq!(verifier_error_code(br#""url_mismatch""#).as_deref(), Some("url_mismatch"));
-        for bad in [&b"<html>Bad gateway</html>"[..], br#"{"error": 5}"#, br#"{"error": "<script>"}"#, b"", b"\xff\xfe", br#"[1]"#] {
+        for bad in [
+            &b"<html>Bad gateway</html>"[..],
+            br#"{"error": 5}"#,
+            br#"{"error": "<script>"}"#,
+            b"",
+            b"\xff\xfe",
+            br#"[1]"#,
+        ] {
             assert_eq!(verifier_error_code(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
     }

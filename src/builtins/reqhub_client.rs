@@ -31,7 +31,8 @@ pub const NONCE_BYTES: usize = 20;
 pub const CLIENT_HEADERS: [&str; 5] = ["ClientToken", "ClientKey", "ClientTimestamp", "ClientNonce", "ClientUrl"];
 
 /// The merchant header names, in the order of [`SignedHeaders::merchant_pairs`].
-pub const MERCHANT_HEADERS: [&str; 5] = ["MerchantToken", "MerchantKey", "MerchantTimestamp", "MerchantNonce", "MerchantUrl"];
+pub const MERCHANT_HEADERS: [&str; 5] =
+    ["MerchantToken", "MerchantKey", "MerchantTimestamp", "MerchantNonce", "MerchantUrl"];
 
 /// The raw HMAC-SHA256 of the ReqHub token formula (see the module documentation).
 pub fn token_bytes(public_key: &str, private_key: &str, timestamp: &str, nonce: &str, url: &str) -> [u8; 32] {
@@ -99,7 +100,13 @@ impl SignedHeaders {
     }
 
     /// Sign with 20 given nonce bytes (for instance from your own random source).
-    pub fn sign_with_nonce_bytes(public_key: &str, private_key: &str, url: &str, timestamp_ms: u64, nonce: &[u8; NONCE_BYTES]) -> Self {
+    pub fn sign_with_nonce_bytes(
+        public_key: &str,
+        private_key: &str,
+        url: &str,
+        timestamp_ms: u64,
+        nonce: &[u8; NONCE_BYTES],
+    ) -> Self {
         Self::sign(public_key, private_key, url, timestamp_ms, &encode_nonce(nonce))
     }
 
@@ -131,7 +138,13 @@ impl SignedHeaders {
 }
 
 /// The five client headers for a key pair, URL, time and nonce bytes: the client-side helper.
-pub fn client_headers(public_key: &str, private_key: &str, url: &str, timestamp_ms: u64, nonce: &[u8; NONCE_BYTES]) -> [(&'static str, String); 5] {
+pub fn client_headers(
+    public_key: &str,
+    private_key: &str,
+    url: &str,
+    timestamp_ms: u64,
+    nonce: &[u8; NONCE_BYTES],
+) -> [(&'static str, String); 5] {
     let h = SignedHeaders::sign_with_nonce_bytes(public_key, private_key, url, timestamp_ms, nonce);
     h.client_pairs().map(|(k, v)| (k, v.to_owned()))
 }
@@ -158,9 +171,13 @@ mod tests {
         assert_eq!(h.merchant_pairs()[4], ("MerchantUrl", "/x"));
         // Every key part matters.
         let base = token("pk", "sk", "1", "n", "/x");
-        for other in [token("pk2", "sk", "1", "n", "/x"), token("pk", "sk2", "1", "n", "/x"), token("pk", "sk", "2", "n", "/x"),
-            token("pk", "sk", "1", "m", "/x"), token("pk", "sk", "1", "n", "/y")]
-        {
+        for other in [
+            token("pk2", "sk", "1", "n", "/x"),
+            token("pk", "sk2", "1", "n", "/x"),
+            token("pk", "sk", "2", "n", "/x"),
+            token("pk", "sk", "1", "m", "/x"),
+            token("pk", "sk", "1", "n", "/y"),
+        ] {
             assert_ne!(base, other);
         }
     }

@@ -28,7 +28,12 @@ pub struct StaticTokenAuthConfig {
 
 impl Default for StaticTokenAuthConfig {
     fn default() -> Self {
-        StaticTokenAuthConfig { header: "Authorization".into(), strip_prefix: String::new(), tokens: BTreeMap::new(), reject_code: 0 }
+        StaticTokenAuthConfig {
+            header: "Authorization".into(),
+            strip_prefix: String::new(),
+            tokens: BTreeMap::new(),
+            reject_code: 0,
+        }
     }
 }
 

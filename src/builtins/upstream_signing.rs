@@ -143,7 +143,10 @@ enum RsaSource {
 
 /// What the configuration allows, decided once in `new`.
 enum Signer {
-    Hmac { key: Box<HmacKey>, escape: bool },
+    Hmac {
+        key: Box<HmacKey>,
+        escape: bool,
+    },
     Rsa(RsaSource),
     /// Every request is answered 500 with this message (missing fields, unsupported algorithm).
     Refuse(&'static str),
@@ -247,7 +250,9 @@ impl Middleware for UpstreamRequestSigning {
                 list.push(("date", Some(d)));
             }
             // Stable: of names differing only in case, the first in map order is kept.
-            list.sort_by(|a, b| a.0.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.0.bytes().map(|c| c.to_ascii_lowercase())));
+            list.sort_by(|a, b| {
+                a.0.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.0.bytes().map(|c| c.to_ascii_lowercase()))
+            });
             list.dedup_by(|later, earlier| later.0.eq_ignore_ascii_case(earlier.0));
             list.insert(0, (REQUEST_TARGET, None));
         } else {
@@ -290,7 +295,10 @@ impl Middleware for UpstreamRequestSigning {
             let value = value.trim();
             if !is_token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                 let shown: String = name.chars().take(64).collect();
-                ctx.reject(400, format!("{UNSIGNABLE_HEADER}: {shown:?} has an invalid name or a value with CR, LF or NUL"));
+                ctx.reject(
+                    400,
+                    format!("{UNSIGNABLE_HEADER}: {shown:?} has an invalid name or a value with CR, LF or NUL"),
+                );
                 return Ok(());
             }
             let start = names.len();
@@ -343,7 +351,11 @@ impl UpstreamRequestSigning {
                 if let Some(key) = cache.get() {
                     return Ok(Some(key.clone()));
                 }
-                let pem = ctx.host().get_data(certificate_id).map(Zeroizing::new).ok_or_else(|| CERTIFICATE_NOT_FOUND.to_owned())?;
+                let pem = ctx
+                    .host()
+                    .get_data(certificate_id)
+                    .map(Zeroizing::new)
+                    .ok_or_else(|| CERTIFICATE_NOT_FOUND.to_owned())?;
                 let key = parse_rsa_pem(pem.as_bytes()).map_err(|reason| format!("{BAD_KEY}: {reason}"))?;
                 // Two threads may both parse at first use; the first one stored wins.
                 Ok(Some(cache.get_or_init(|| Arc::new(key)).clone()))
@@ -439,11 +451,11 @@ fn parse_rsa_pem(pem: &[u8]) -> Result<SigningKey<Sha256>, String> {
         return Err("encrypted PEM keys (Proc-Type headers) are not supported".into());
     }
     let b64: Zeroizing<String> = Zeroizing::new(body.chars().filter(|c| !c.is_ascii_whitespace()).collect());
-    let der = Zeroizing::new(BASE64.decode(b64.as_bytes()).map_err(|_| format!("the {label} block is not valid base64"))?);
+    let der =
+        Zeroizing::new(BASE64.decode(b64.as_bytes()).map_err(|_| format!("the {label} block is not valid base64"))?);
     let key = match label {
-        "RSA PRIVATE KEY" => {
-            RsaPrivateKey::from_pkcs1_der(&der).map_err(|_| "the RSA PRIVATE KEY block is not a valid PKCS#1 RSA key".to_string())?
-        }
+        "RSA PRIVATE KEY" => RsaPrivateKey::from_pkcs1_der(&der)
+            .map_err(|_| "the RSA PRIVATE KEY block is not a valid PKCS#1 RSA key".to_string())?,
         _ => {
             let info = rsa::pkcs8::PrivateKeyInfo::try_from(der.as_slice())
                 .map_err(|_| "the PRIVATE KEY block is not a valid PKCS#8 key".to_string())?;
@@ -479,7 +491,9 @@ fn first_private_key_block(text: &str) -> Result<(&'static str, &str), String> {
             "RSA PRIVATE KEY" => return Ok(("RSA PRIVATE KEY", body)),
             "PRIVATE KEY" => return Ok(("PRIVATE KEY", body)),
             "ENCRYPTED PRIVATE KEY" => return Err("encrypted PKCS#8 keys are not supported".into()),
-            l if l.ends_with("PRIVATE KEY") => return Err(format!("a {:?} block is not an RSA private key", truncate(l))),
+            l if l.ends_with("PRIVATE KEY") => {
+                return Err(format!("a {:?} block is not an RSA private key", truncate(l)))
+            }
             l => saw_other = saw_other.or(Some(truncate(l))),
         }
         rest = &body_start[end + end_marker.len()..];
@@ -539,14 +553,21 @@ mod tests {
         assert!(first_private_key_block("-----BEGIN EC PRIVATE KEY-----\nx\n-----END EC PRIVATE KEY-----")
             .unwrap_err()
             .contains("not an RSA"));
-        assert!(first_private_key_block("-----BEGIN ENCRYPTED PRIVATE KEY-----\nx\n-----END ENCRYPTED PRIVATE KEY-----")
-            .unwrap_err()
-            .contains("encrypted"));
+        assert!(first_private_key_block(
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nx\n-----END ENCRYPTED PRIVATE KEY-----"
+        )
+        .unwrap_err()
+        .contains("encrypted"));
         assert!(first_private_key_block("-----BEGIN PRIVATE KEY-----\nQUJD\n").unwrap_err().contains("no END"));
         assert!(first_private_key_block("garbage").is_err());
         // A valid frame around bytes that are not a key: the reason names no byte of it.
-        let err = parse_rsa_pem(b"-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END RSA PRIVATE KEY-----").unwrap_err();
+        let err = parse_rsa_pem(
+            b"-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END RSA PRIVATE KEY-----",
+        )
+        .unwrap_err();
         assert!(!err.contains("c2Vj") && !err.contains("secret"), "{err}");
-        assert!(parse_rsa_pem(b"-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----").unwrap_err().contains("base64"));
+        assert!(parse_rsa_pem(b"-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----")
+            .unwrap_err()
+            .contains("base64"));
     }
 }

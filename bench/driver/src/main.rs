@@ -57,10 +57,7 @@ const CLOCK_THREAD_CPUTIME_ID: c_int = 3;
 
 /// CPU time this thread has run, in seconds.
 fn thread_cpu_seconds() -> f64 {
-    let mut ts = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid out-pointer; the clock exists on Linux.
     let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
@@ -78,10 +75,7 @@ const KEY: &[u8] = b"c2VjcmV0";
 const TAG_HEX: &str = "f64c012bfcab8db48724323b20d0210668472d31d10e421edae4561c43fc6e040542f7d7464b26eadd8c1de2d4ca4f68a2c5836720b5ec06c678ff0416aae9f8";
 
 fn tag() -> Vec<u8> {
-    (0..TAG_HEX.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&TAG_HEX[i..i + 2], 16).unwrap())
-        .collect()
+    (0..TAG_HEX.len()).step_by(2).map(|i| u8::from_str_radix(&TAG_HEX[i..i + 2], 16).unwrap()).collect()
 }
 
 /// One call through a Dispatch-shaped function; returns the answer length.
@@ -89,20 +83,12 @@ fn call(
     f: unsafe extern "C" fn(*mut CoProcessMessage, *mut CoProcessMessage) -> c_int,
     input: &[u8],
 ) -> Result<usize, String> {
-    let mut inp = CoProcessMessage {
-        p_data: input.as_ptr() as *mut c_void,
-        length: input.len() as c_int,
-    };
-    let mut out = CoProcessMessage {
-        p_data: std::ptr::null_mut(),
-        length: 0,
-    };
+    let mut inp = CoProcessMessage { p_data: input.as_ptr() as *mut c_void, length: input.len() as c_int };
+    let mut out = CoProcessMessage { p_data: std::ptr::null_mut(), length: 0 };
     // SAFETY: the input is borrowed for the call; the answer is malloc'd and freed here.
     let rc = unsafe { f(&mut inp, &mut out) };
     if rc != 0 {
-        let msg = unsafe { CStr::from_ptr(CoProcessLastError()) }
-            .to_string_lossy()
-            .into_owned();
+        let msg = unsafe { CStr::from_ptr(CoProcessLastError()) }.to_string_lossy().into_owned();
         return Err(format!("returned {rc}: {msg}"));
     }
     let n = out.length as usize;
@@ -199,12 +185,7 @@ fn run_thread(
         samples.push((t1 - t0).as_nanos().min(u32::MAX as u128) as u32);
         if t1 >= deadline || samples.len() >= MAX_SAMPLES {
             let cpu_s = thread_cpu_seconds() - cpu0;
-            return ThreadResult {
-                samples,
-                start,
-                end: t1,
-                cpu_s,
-            };
+            return ThreadResult { samples, start, end: t1, cpu_s };
         }
         t0 = Instant::now();
     }
@@ -224,18 +205,11 @@ fn bench(args: &[String]) {
     let mut warmup_ms = 100u64;
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = || {
-            it.next()
-                .cloned()
-                .unwrap_or_else(|| die(&format!("{a} needs a value")))
-        };
+        let mut val = || it.next().cloned().unwrap_or_else(|| die(&format!("{a} needs a value")));
         match a.as_str() {
             "--peers" => peers = val().split(',').map(Peer::parse).collect(),
             "--threads" => {
-                threads = val()
-                    .split(',')
-                    .map(|t| t.parse().unwrap_or_else(|_| die("bad --threads")))
-                    .collect()
+                threads = val().split(',').map(|t| t.parse().unwrap_or_else(|_| die("bad --threads"))).collect()
             }
             "--seconds" => secs = val().parse().unwrap_or_else(|_| die("bad --seconds")),
             "--rounds" => rounds = val().parse().unwrap_or_else(|_| die("bad --rounds")),
@@ -276,9 +250,7 @@ fn bench(args: &[String]) {
                             })
                         })
                         .collect();
-                    hs.into_iter()
-                        .map(|h| h.join().expect("bench thread"))
-                        .collect()
+                    hs.into_iter().map(|h| h.join().expect("bench thread")).collect()
                 });
                 let start = results.iter().map(|r| r.start).min().unwrap();
                 let end = results.iter().map(|r| r.end).max().unwrap();
@@ -305,28 +277,17 @@ fn bench(args: &[String]) {
 }
 
 fn answer(args: &[String]) {
-    let [inp, out] = args else {
-        die("usage: driver answer IN OUT")
-    };
+    let [inp, out] = args else { die("usage: driver answer IN OUT") };
     let input = std::fs::read(inp).unwrap_or_else(|e| die(&format!("{inp}: {e}")));
-    let mut m = CoProcessMessage {
-        p_data: input.as_ptr() as *mut c_void,
-        length: input.len() as c_int,
-    };
-    let mut o = CoProcessMessage {
-        p_data: std::ptr::null_mut(),
-        length: 0,
-    };
+    let mut m = CoProcessMessage { p_data: input.as_ptr() as *mut c_void, length: input.len() as c_int };
+    let mut o = CoProcessMessage { p_data: std::ptr::null_mut(), length: 0 };
     // SAFETY: as in `call`; the answer is copied before it is freed.
     let rc = unsafe { Dispatch(&mut m, &mut o) };
     if rc != 0 {
-        let msg = unsafe { CStr::from_ptr(CoProcessLastError()) }
-            .to_string_lossy()
-            .into_owned();
+        let msg = unsafe { CStr::from_ptr(CoProcessLastError()) }.to_string_lossy().into_owned();
         die(&format!("Dispatch of {inp} returned {rc}: {msg}"));
     }
-    let bytes =
-        unsafe { std::slice::from_raw_parts(o.p_data as *const u8, o.length as usize) }.to_vec();
+    let bytes = unsafe { std::slice::from_raw_parts(o.p_data as *const u8, o.length as usize) }.to_vec();
     unsafe { free(o.p_data) };
     std::fs::write(out, bytes).unwrap_or_else(|e| die(&format!("{out}: {e}")));
 }

@@ -114,7 +114,9 @@ mod tests {
     fn token_check_authenticates_only_the_token() {
         let host = FakeHost::new();
         let cfg = r#"{"token": "47a0c79c427728b3df4af62b9228c8ae", "rate": 5, "per": 1}"#;
-        let good = ObjectBuilder::new(HookType::CustomKeyCheck, "TokenCheck").header("Authorization", "47a0c79c427728b3df4af62b9228c8ae").build();
+        let good = ObjectBuilder::new(HookType::CustomKeyCheck, "TokenCheck")
+            .header("Authorization", "47a0c79c427728b3df4af62b9228c8ae")
+            .build();
         let out = run::<TokenCheck>(cfg, &good, &host).unwrap();
         let session = out.session.expect("session");
         assert_eq!((session.rate, session.per), (5.0, 1.0));

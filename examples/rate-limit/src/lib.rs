@@ -60,14 +60,20 @@ impl Middleware for RateLimit {
             ctx.reject(401, format!("{} header required", self.config.key_header));
             return Ok(());
         };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|_| MiddlewareError::new("clock before 1970"))?.as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| MiddlewareError::new("clock before 1970"))?
+            .as_secs();
         let window = now / self.config.window_secs;
         let digest = Sha256::digest(client.as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         let key = format!("{}{}:{}", self.config.prefix, hex, window);
         let used = match ctx.host().get_data(&key) {
             None => 0,
-            Some(v) => v.trim().parse::<u64>().map_err(|_| MiddlewareError::new(format!("rate-limit counter {key} is not a number")))?,
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| MiddlewareError::new(format!("rate-limit counter {key} is not a number")))?,
         };
         let reset_in = self.config.window_secs - now % self.config.window_secs;
         if used >= self.config.limit {
