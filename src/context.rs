@@ -259,15 +259,28 @@ impl<'a> Context<'a> {
         self.object().request.as_ref().map_or(&EMPTY, |r| &r.headers)
     }
 
-    /// Every request header as (name, value) in wire order, without decoding the Object.
-    /// A name sent twice appears twice; the later one is what the gateway meant.
+    /// Every request header as (name, value) in the order a decoded `request.headers` map
+    /// iterates them (sorted by name; of a name sent twice, the later value), without decoding
+    /// the Object.
     pub fn header_pairs(&self) -> Vec<(&'a str, &'a str)> {
         match self.source {
             Source::Decoded(o) => o
                 .request
                 .as_ref()
                 .map_or_else(Vec::new, |r| r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
-            Source::Bytes { .. } => self.indexed_headers().to_vec(),
+            Source::Bytes { .. } => {
+                let mut pairs = self.indexed_headers().to_vec();
+                // Stable: equal names keep wire order, so the last of them is the map's value.
+                pairs.sort_by(|a, b| a.0.cmp(b.0));
+                pairs.dedup_by(|later, earlier| {
+                    let same = later.0 == earlier.0;
+                    if same {
+                        earlier.1 = later.1;
+                    }
+                    same
+                });
+                pairs
+            }
         }
     }
 
@@ -612,6 +625,28 @@ mod tests {
         let ctx = Context::new(&input, &host);
         assert!(!ctx.is_modified());
         assert_eq!(ctx.into_answer(&bytes), bytes);
+    }
+
+    #[test]
+    fn repeated_header_entries_read_like_the_decoded_map() {
+        // One request whose headers map repeats "A": the later entry is the map's value.
+        let mut first = MiniRequestObject::default();
+        first.headers.insert("A".into(), "1".into());
+        let mut second = MiniRequestObject::default();
+        second.headers.insert("A".into(), "2".into());
+        second.headers.insert("B".into(), "3".into());
+        let mut request = first.encode_to_vec();
+        request.extend(second.encode_to_vec());
+        let mut bytes = vec![0x1a, request.len() as u8];
+        bytes.extend(request);
+        let host = FakeHost::new();
+        let lazy = OnceCell::new();
+        let ctx = Context::from_bytes(&bytes, &lazy, &host).unwrap();
+        let decoded = Object::decode(&bytes[..]).unwrap();
+        let expected = Context::new(&decoded, &host);
+        assert_eq!(ctx.header("a"), Some("2"));
+        assert_eq!(ctx.header_pairs(), vec![("A", "2"), ("B", "3")]);
+        assert_eq!(ctx.header_pairs(), expected.header_pairs());
     }
 
     #[test]

@@ -209,6 +209,7 @@ proptest! {
         prop_assert_eq!(from_bytes.scheme(), decoded.scheme());
         prop_assert_eq!(from_bytes.body(), decoded.body());
         prop_assert_eq!(from_bytes.has_session(), decoded.has_session());
+        prop_assert_eq!(from_bytes.header_pairs(), decoded.header_pairs());
         prop_assert_eq!(from_bytes.api().api_id, decoded.api().api_id);
         let mut probe: Vec<String> = names.clone();
         if let Some(r) = &expected.request {

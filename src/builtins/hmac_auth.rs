@@ -52,11 +52,7 @@ const MAX_SIGNED_HEADERS: usize = 64;
 /// Most entries the store cache holds (when `store_cache_ms > 0`).
 const STORE_CACHE_MAX: usize = 4096;
 
-// `cbindgen:ignore` (here and on `ALL`) keeps this out of include/api.h: cbindgen exports every
-// enum and associated constant of the crate, whatever its visibility.
 /// The HMAC algorithms, by their draft-cavage names.
-///
-/// cbindgen:ignore
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Algorithm {
     /// `hmac-sha1`
@@ -71,8 +67,6 @@ pub(crate) enum Algorithm {
 
 impl Algorithm {
     /// Every supported algorithm.
-    ///
-    /// cbindgen:ignore
     pub const ALL: [Algorithm; 4] =
         [Algorithm::HmacSha1, Algorithm::HmacSha256, Algorithm::HmacSha384, Algorithm::HmacSha512];
 

@@ -46,13 +46,10 @@ pub const UNAVAILABLE_EVENT: &str = "ReqHubVerificationUnavailable";
 /// The metadata key receiving the verification result.
 pub const METADATA_KEY: &str = "reqhub";
 /// The largest verifier answer read, in bytes.
-/// cbindgen:ignore
 pub const MAX_VERIFIER_BODY: u64 = 64 * 1024;
 /// The largest accepted `timeout_ms`.
-/// cbindgen:ignore
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
 /// The largest accepted `window_ms`: the nonce TTL (seconds) must fit the host store's C int.
-/// cbindgen:ignore
 pub const MAX_WINDOW_MS: u64 = i32::MAX as u64 * 1000;
 
 /// Where verification happens.
@@ -169,7 +166,6 @@ pub mod codes {
     /// The verifier could not be reached in time (503; this middleware's own code).
     pub const VERIFICATION_UNAVAILABLE: &str = "verification_unavailable";
     /// The eight codes ReqHub documents.
-    /// cbindgen:ignore
     pub const REQHUB: [&str; 8] = [
         HEADERS_MISSING,
         URL_MISMATCH,

@@ -24,7 +24,6 @@ use sha2::Sha256;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The number of random bytes in a nonce.
-/// cbindgen:ignore
 pub const NONCE_BYTES: usize = 20;
 
 /// The client header names, in the order of [`SignedHeaders::client_pairs`].

@@ -237,13 +237,14 @@ impl Middleware for UpstreamRequestSigning {
         let added = added_date.as_deref();
 
         // 2. The header list, as (name, value); `(request-target)` has no value.
-        let mut list: Vec<(&str, Option<&str>)> = Vec::with_capacity(self.headers.len().max(ctx.headers().len() + 2));
+        let mut list: Vec<(&str, Option<&str>)> = Vec::with_capacity(self.headers.len().max(16));
         if self.headers.is_empty() {
-            // Values come from the map itself (no per-name look-up: linear in the header count).
-            for (k, v) in ctx.headers() {
+            // Values come from the header list itself (no per-name look-up: linear in the header
+            // count), in decoded-map order without decoding the Object.
+            for (k, v) in ctx.header_pairs() {
                 let is_date = k.eq_ignore_ascii_case("date");
                 if !(k.eq_ignore_ascii_case(&self.signature_header) || is_date && added.is_some()) {
-                    list.push((k.as_str(), Some(v.as_str())));
+                    list.push((k, Some(v)));
                 }
             }
             if let Some(d) = added {
