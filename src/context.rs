@@ -123,15 +123,13 @@ pub struct Context<'a> {
     /// The `spec` entries in wire order (bytes source; empty otherwise).
     spec_index: Vec<(&'a str, &'a str)>,
     hook_name: &'a str,
+    hook_type: i32,
+    has_session: bool,
     host: &'a dyn Host,
     edits: Vec<Edit>,
     working: Option<Box<Object>>,
 }
 
-const OBJ_HOOK_TYPE: u32 = 1;
-const OBJ_HOOK_NAME: u32 = 2;
-const OBJ_REQUEST: u32 = 3;
-const OBJ_SESSION: u32 = 4;
 const OBJ_METADATA: u32 = 5;
 const REQ_HEADERS: u32 = 1;
 const REQ_BODY: u32 = 4;
@@ -152,6 +150,8 @@ impl<'a> Context<'a> {
             header_index: OnceCell::new(),
             spec_index: Vec::new(),
             hook_name: &input.hook_name,
+            hook_type: input.hook_type,
+            has_session: input.session.is_some(),
             host,
             edits: Vec::new(),
             working: None,
@@ -162,22 +162,25 @@ impl<'a> Context<'a> {
     /// but read lazily. `lazy` receives the decoded Object if anything asks for it whole.
     pub fn from_bytes(bytes: &'a [u8], lazy: &'a OnceCell<Object>, host: &'a dyn Host) -> Result<Self, WireError> {
         let index = wire::validate_indexed(bytes)?;
-        let source = match wire::count(bytes, OBJ_REQUEST) {
-            0 => Source::Bytes { bytes, request: &[], lazy },
-            1 => Source::Bytes { bytes, request: wire::last_len(bytes, OBJ_REQUEST).unwrap_or(&[]), lazy },
-            _ => Source::Decoded(lazy.get_or_init(|| Object::decode(bytes).expect("validated bytes decode"))),
-        };
-        let hook_name = match source {
-            Source::Decoded(obj) => obj.hook_name.as_str(),
-            Source::Bytes { .. } => wire::last_str(bytes, OBJ_HOOK_NAME),
-        };
-        let header_index = OnceCell::new();
-        let mut spec_index = Vec::new();
-        if matches!(source, Source::Bytes { .. }) {
-            let _ = header_index.set(index.headers);
-            spec_index = index.spec;
+        let (hook_name, hook_type, has_session) = (index.hook_name, index.hook_type, index.has_session);
+        if index.request_count > 1 {
+            // Repeated request messages merge; reading them lazily would mean merging by hand.
+            let decoded = lazy.get_or_init(|| Object::decode(bytes).expect("validated bytes decode"));
+            return Ok(Context::new(decoded, host));
         }
-        Ok(Context { source, header_index, spec_index, hook_name, host, edits: Vec::new(), working: None })
+        let header_index = OnceCell::new();
+        let _ = header_index.set(index.headers);
+        Ok(Context {
+            source: Source::Bytes { bytes, request: index.request, lazy },
+            header_index,
+            spec_index: index.spec,
+            hook_name,
+            hook_type,
+            has_session,
+            host,
+            edits: Vec::new(),
+            working: None,
+        })
     }
 
     // ---- Reads (the Object as the gateway sent it) ----
@@ -189,10 +192,7 @@ impl<'a> Context<'a> {
 
     /// The hook type as sent, including values outside the enum.
     pub fn hook_type_raw(&self) -> i32 {
-        match self.source {
-            Source::Decoded(o) => o.hook_type,
-            Source::Bytes { bytes, .. } => wire::last_varint(bytes, OBJ_HOOK_TYPE) as i32,
-        }
+        self.hook_type
     }
 
     /// The hook name (`Name` or `Name:instance`).
@@ -329,10 +329,7 @@ impl<'a> Context<'a> {
 
     /// Whether the gateway sent a session (PostKeyAuth, Post and Response hooks).
     pub fn has_session(&self) -> bool {
-        match self.source {
-            Source::Decoded(o) => o.session.is_some(),
-            Source::Bytes { bytes, .. } => wire::count(bytes, OBJ_SESSION) > 0,
-        }
+        self.has_session
     }
 
     /// The session (sent for PostKeyAuth, Post and Response hooks). Decodes the Object.

@@ -43,11 +43,13 @@ thread_local! {
 
 fn set_last_error(message: &str) {
     let c = CString::new(message).unwrap_or_else(|_| CString::new(message.replace('\0', "\u{FFFD}")).expect("no NUL"));
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    // try_with: during thread teardown the slot may be gone; the message is then dropped
+    // rather than panicking outside the panic boundary.
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
 }
 
 fn clear_last_error() {
-    LAST_ERROR.with(|e| {
+    let _ = LAST_ERROR.try_with(|e| {
         let mut e = e.borrow_mut();
         if !e.as_bytes().is_empty() {
             *e = CString::default();
@@ -169,7 +171,7 @@ pub unsafe fn free(p: *mut c_void) {
 
 /// `CoProcessLastError`.
 pub fn last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR.try_with(|e| e.borrow().as_ptr()).unwrap_or(c"".as_ptr())
 }
 
 /// `CoProcessAbiVersion`.

@@ -123,8 +123,8 @@ impl Runtime {
         Ok(())
     }
 
-    fn check_size(&self, len: usize) -> Result<(), Error> {
-        let max = self.state.load().max_message_bytes;
+    fn check_size(state: &State, len: usize) -> Result<(), Error> {
+        let max = state.max_message_bytes;
         if len > max {
             return Err(Error::new(
                 Code::InvalidInput,
@@ -136,16 +136,17 @@ impl Runtime {
 
     /// Dispatch one serialised Object; returns the serialised answer.
     pub fn dispatch(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
-        self.check_size(input.len())?;
+        let state = self.state.load();
+        Self::check_size(&state, input.len())?;
         let lazy = OnceCell::new();
         let ctx = Context::from_bytes(input, &lazy, &*self.host)
             .map_err(|e| Error::new(Code::InvalidInput, format!("bytes are not a valid coprocess.Object: {e}")))?;
-        Ok(self.run(ctx)?.into_answer(input))
+        Ok(self.run(ctx, &state)?.into_answer(input))
     }
 
     /// Dispatch a decoded Object; returns the resulting Object (for in-process callers/tests).
     pub fn dispatch_object(&self, object: &Object) -> Result<Object, Error> {
-        Ok(self.run(Context::new(object, &*self.host))?.into_object())
+        Ok(self.run(Context::new(object, &*self.host), &self.state.load())?.into_object())
     }
 
     fn lookup(&self, ctx: &Context<'_>) -> Result<(&MiddlewareEntry, &'static str), Error> {
@@ -170,9 +171,8 @@ impl Runtime {
         }
     }
 
-    fn run<'o>(&'o self, mut ctx: Context<'o>) -> Result<Context<'o>, Error> {
+    fn run<'o>(&'o self, mut ctx: Context<'o>, state: &State) -> Result<Context<'o>, Error> {
         let (entry, name) = self.lookup(&ctx)?;
-        let state = self.state.load();
         let hook_name = ctx.hook_name();
         let per_api = match ctx.spec("config_data").filter(|s| !s.is_empty()) {
             Some(config_data) => per_api_instance(&state, config_data, hook_name, name, entry, &*self.host)?,
@@ -205,7 +205,8 @@ impl Runtime {
 
     /// Run the event handler named in the gateway's event JSON.
     pub fn dispatch_event(&self, json: &[u8]) -> Result<(), Error> {
-        self.check_size(json.len())?;
+        let state = self.state.load();
+        Self::check_size(&state, json.len())?;
         let raw = std::str::from_utf8(json)
             .map_err(|e| Error::new(Code::InvalidInput, format!("event JSON is not UTF-8: {e}")))?;
         let envelope: Envelope = serde_json::from_str(raw).map_err(|e| {
@@ -215,7 +216,6 @@ impl Runtime {
             )
         })?;
         let handler_name = envelope.handler_name.as_str();
-        let state = self.state.load();
         let instance = match state.events.get(handler_name) {
             Some(Ok(h)) => h.clone(),
             Some(Err(e)) => return Err(config_error(e)),

@@ -283,6 +283,16 @@ pub struct Index<'a> {
     pub headers: Vec<(&'a str, &'a str)>,
     /// `Object.spec` entries.
     pub spec: Vec<(&'a str, &'a str)>,
+    /// `Object.hook_type` (the last occurrence, as a decode keeps; 0 when absent).
+    pub hook_type: i32,
+    /// `Object.hook_name` (the last occurrence; "" when absent).
+    pub hook_name: &'a str,
+    /// How many times `Object.request` occurs, and its last occurrence.
+    pub request_count: usize,
+    /// The bytes of the last `Object.request` occurrence (empty when absent).
+    pub request: &'a [u8],
+    /// Whether `Object.session` occurs.
+    pub has_session: bool,
 }
 
 /// Validate a message of type `msg`, collecting the [`Index`] entries met on the way.
@@ -296,6 +306,21 @@ fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, index: &mut Ind
         let Some(kind) = kind(msg, field) else {
             continue; // unknown fields are skipped, whatever their (valid) wire type
         };
+        if let Msg::Object = msg {
+            match (field, v) {
+                (1, Value::Varint(n)) => index.hook_type = n as i32,
+                (2, Value::Len(b)) => {
+                    index.hook_name = std::str::from_utf8(b)
+                        .map_err(|_| WireError("invalid string value: data is not UTF-8 encoded"))?;
+                }
+                (3, Value::Len(b)) => {
+                    index.request_count += 1;
+                    index.request = b;
+                }
+                (4, _) => index.has_session = true,
+                _ => {}
+            }
+        }
         match (kind, v) {
             (Kind::Varint, Value::Varint(_)) | (Kind::Double, Value::Fixed64(_)) | (Kind::Bytes, Value::Len(_)) => {}
             (Kind::RepDouble, Value::Fixed64(_)) => {}
@@ -321,7 +346,7 @@ pub fn validate(bytes: &[u8]) -> Result<(), WireError> {
 
 /// [`validate`], also returning the [`Index`] so reading those maps later costs no second pass.
 pub fn validate_indexed(bytes: &[u8]) -> Result<Index<'_>, WireError> {
-    let mut index = Index { headers: Vec::with_capacity(32), spec: Vec::with_capacity(8) };
+    let mut index = Index { headers: Vec::with_capacity(32), spec: Vec::with_capacity(8), ..Index::default() };
     validate_message(bytes, Msg::Object, 100, &mut index)?;
     Ok(index)
 }
