@@ -36,7 +36,7 @@ impl Middleware for InjectHeaders {
 
     fn new(config: InjectHeadersConfig, _setup: &Setup<'_>) -> Result<Self, ConfigError> {
         for name in config.add.keys().chain(&config.remove) {
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
+            if !super::is_header_name(name) {
                 return Err(ConfigError::new(format!("{name:?} is not a valid header name")));
             }
         }
@@ -60,11 +60,6 @@ impl Middleware for InjectHeaders {
         }
         Ok(())
     }
-}
-
-/// RFC 9110 token characters.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn edit_response(resp: &mut ResponseObject, config: &InjectHeadersConfig) {

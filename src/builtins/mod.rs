@@ -10,6 +10,11 @@ pub mod upstream_signing;
 
 use crate::Registry;
 
+/// Whether `s` is a valid header name (a non-empty RFC 9110 token), shared by every built-in.
+pub(crate) fn is_header_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(signature::is_tchar)
+}
+
 /// Register every built-in middleware and event handler.
 pub fn register(r: &mut Registry) {
     r.middleware::<inject_headers::InjectHeaders>()

@@ -328,10 +328,6 @@ fn check_verify_url(url: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 /// The `ReqHubMerchant` middleware.
 pub struct ReqHubMerchant {
     mode: Mode,
@@ -352,7 +348,7 @@ impl Middleware for ReqHubMerchant {
     type Config = ReqHubMerchantConfig;
 
     fn new(config: ReqHubMerchantConfig, _setup: &Setup<'_>) -> Result<Self, ConfigError> {
-        if !config.result_header.is_empty() && !config.result_header.bytes().all(is_token_byte) {
+        if !config.result_header.is_empty() && !super::is_header_name(&config.result_header) {
             return Err(ConfigError::new("result_header is not a valid header name"));
         }
         let remote = match config.mode {

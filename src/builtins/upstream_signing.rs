@@ -170,7 +170,7 @@ impl Middleware for UpstreamRequestSigning {
     fn new(config: UpstreamRequestSigningConfig, _setup: &Setup<'_>) -> Result<Self, ConfigError> {
         let signature_header = match config.signature_header.trim() {
             "" => "Authorization".to_owned(),
-            h if is_token(h) => h.to_owned(),
+            h if super::is_header_name(h) => h.to_owned(),
             _ => return Err(ConfigError::new("signatureHeader is not a valid header name")),
         };
         if signature_header.eq_ignore_ascii_case("date") {
@@ -182,7 +182,7 @@ impl Middleware for UpstreamRequestSigning {
         let mut headers: Vec<String> = Vec::with_capacity(config.headers.len());
         for h in &config.headers {
             let h = h.trim().to_ascii_lowercase();
-            if h != REQUEST_TARGET && !is_token(&h) {
+            if h != REQUEST_TARGET && !super::is_header_name(&h) {
                 return Err(ConfigError::new(format!("headers: {h:?} is not a valid header name")));
             }
             if h.eq_ignore_ascii_case(&signature_header) {
@@ -294,7 +294,7 @@ impl Middleware for UpstreamRequestSigning {
                 continue;
             };
             let value = value.trim();
-            if !is_token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            if !super::is_header_name(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                 let shown: String = name.chars().take(64).collect();
                 ctx.reject(
                     400,
@@ -363,11 +363,6 @@ impl UpstreamRequestSigning {
             }
         }
     }
-}
-
-/// RFC 9110 token characters.
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// The path and query of `request.url`: an absolute URL loses its scheme and authority; an
