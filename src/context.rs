@@ -9,9 +9,12 @@
 use crate::host::{Host, LogLevel};
 use crate::proto::{HookType, MiniRequestObject, Object, ResponseObject, SessionState};
 use crate::wire::{self, WireError};
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message;
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One recorded change to the Object.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +26,82 @@ pub(crate) enum Edit {
     SetUrl(String),
     SetMethod(String),
     Override { code: i32, error: String, body: String, headers: Vec<(String, String)> },
-    Session(Box<SessionState>),
-    Metadata(String, String),
+    Session(SessionEdit),
+    Metadata(Cow<'static, str>, String),
+}
+
+/// A session set by a middleware: whole, or a pre-encoded template with a patch merged over it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SessionEdit {
+    Whole(Box<SessionState>),
+    Template { template: Arc<[u8]>, patch: Vec<u8> },
+}
+
+impl SessionEdit {
+    fn into_session(self) -> SessionState {
+        match self {
+            SessionEdit::Whole(s) => *s,
+            SessionEdit::Template { template, patch } => {
+                let mut s = SessionState::decode(&template[..]).expect("a template is a valid SessionState encoding");
+                s.merge(&patch[..]).expect("a patch is a valid SessionState encoding");
+                s
+            }
+        }
+    }
+
+    /// Append this session as `Object.session` (field 4).
+    fn encode_field(&self, out: &mut Vec<u8>) {
+        match self {
+            SessionEdit::Whole(s) => prost::encoding::message::encode(OBJ_SESSION, &**s, out),
+            SessionEdit::Template { template, patch } => {
+                encode_key(OBJ_SESSION, WireType::LengthDelimited, out);
+                encode_varint((template.len() + patch.len()) as u64, out);
+                out.extend_from_slice(template);
+                out.extend_from_slice(patch);
+            }
+        }
+    }
+
+    fn encoded_field_len(&self) -> usize {
+        match self {
+            SessionEdit::Whole(s) => prost::encoding::message::encoded_len(OBJ_SESSION, &**s),
+            SessionEdit::Template { template, patch } => {
+                let n = template.len() + patch.len();
+                1 + encoded_len_varint(n as u64) + n
+            }
+        }
+    }
+}
+
+/// A session template encoded once (when a middleware is configured) and answered many times:
+/// [`Context::authenticate_with`] appends its bytes and a small per-request patch instead of
+/// cloning and re-encoding a whole [`SessionState`] per request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionTemplate {
+    encoded: Arc<[u8]>,
+}
+
+impl SessionTemplate {
+    /// Encode `session` once.
+    pub fn new(session: &SessionState) -> Self {
+        SessionTemplate { encoded: session.encode_to_vec().into() }
+    }
+
+    /// The template as a decoded session.
+    pub fn session(&self) -> SessionState {
+        SessionState::decode(&self.encoded[..]).expect("a template is a valid SessionState encoding")
+    }
+
+    /// The template's encoding.
+    pub fn encoded(&self) -> &[u8] {
+        &self.encoded
+    }
+}
+
+impl Default for SessionTemplate {
+    fn default() -> Self {
+        SessionTemplate::new(&SessionState::default())
+    }
 }
 
 impl Edit {
@@ -48,9 +125,9 @@ impl Edit {
                 ro.response_body = body;
                 ro.headers.extend(headers);
             }
-            Edit::Session(s) => obj.session = Some(*s),
+            Edit::Session(s) => obj.session = Some(s.into_session()),
             Edit::Metadata(k, v) => {
-                obj.metadata.insert(k, v);
+                obj.metadata.insert(k.into_owned(), v);
             }
         }
     }
@@ -80,19 +157,109 @@ fn request(obj: &mut Object) -> &mut MiniRequestObject {
     obj.request.get_or_insert_with(Default::default)
 }
 
-/// `edits` as a delta Object whose encoding, appended to the original bytes, merges into the
-/// same result as applying them. Caller checked every edit is additive.
-fn delta_object(edits: Vec<Edit>) -> Object {
-    let mut delta = Object::default();
-    let mut touched_request = false;
+/// Append the encoding of `edits` to `out`, so that `input ++ out` decodes to the input with
+/// the edits applied. Caller checked every edit is additive. Request edits are gathered into
+/// one `request` message (later scalars replace earlier ones there exactly as applying them
+/// does); only the last session edit counts (a session edit replaces); metadata entries go in
+/// order (a later entry wins, as an insert does).
+fn encode_delta(edits: Vec<Edit>, out: &mut Vec<u8>) {
+    let mut request: Option<MiniRequestObject> = None;
+    let mut session: Option<SessionEdit> = None;
+    let mut metadata: Vec<(Cow<'static, str>, String)> = Vec::new();
     for e in edits {
-        touched_request |= !matches!(e, Edit::Session(_) | Edit::Metadata(..));
-        e.apply(&mut delta);
+        match e {
+            Edit::Session(s) => session = Some(s),
+            Edit::Metadata(k, v) => metadata.push((k, v)),
+            other => {
+                let obj = &mut Object { request: request.take(), ..Object::default() };
+                other.apply(obj);
+                request = obj.request.take();
+            }
+        }
     }
-    if !touched_request {
-        delta.request = None;
+    let len = request.as_ref().map_or(0, |r| prost::encoding::message::encoded_len(OBJ_REQUEST, r))
+        + session.as_ref().map_or(0, SessionEdit::encoded_field_len)
+        + metadata.iter().map(|(k, v)| map_entry_len(OBJ_METADATA, k, v)).sum::<usize>();
+    out.reserve(len);
+    if let Some(r) = &request {
+        prost::encoding::message::encode(OBJ_REQUEST, r, out);
     }
-    delta
+    if let Some(s) = &session {
+        s.encode_field(out);
+    }
+    for (k, v) in &metadata {
+        encode_map_entry(OBJ_METADATA, k, v, out);
+    }
+}
+
+/// Encoded length of one `map<string, string>` entry of field `tag`.
+fn map_entry_len(tag: u32, k: &str, v: &str) -> usize {
+    let inner = 2 + encoded_len_varint(k.len() as u64) + k.len() + encoded_len_varint(v.len() as u64) + v.len();
+    prost::encoding::key_len(tag) + encoded_len_varint(inner as u64) + inner
+}
+
+/// Append one `map<string, string>` entry of field `tag` (key and value always written).
+fn encode_map_entry(tag: u32, k: &str, v: &str, out: &mut Vec<u8>) {
+    let inner = 2 + encoded_len_varint(k.len() as u64) + k.len() + encoded_len_varint(v.len() as u64) + v.len();
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(inner as u64, out);
+    for (field, s) in [(1, k), (2, v)] {
+        encode_key(field, WireType::LengthDelimited, out);
+        encode_varint(s.len() as u64, out);
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// A serialised answer, as the runtime builds it: the input bytes followed by appended edits
+/// (the additive path, with nothing copied yet), or a whole new encoding (the full path).
+/// The ABI boundary copies it once, into the buffer it hands the host.
+#[derive(Debug)]
+pub enum Answer<'i> {
+    /// The input, unchanged, followed by `tail` (empty when nothing changed).
+    Appended {
+        /// The input bytes.
+        input: &'i [u8],
+        /// The encoded edits.
+        tail: Vec<u8>,
+    },
+    /// A fresh encoding of the resulting Object.
+    Encoded(Vec<u8>),
+}
+
+impl Answer<'_> {
+    /// The answer's length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Answer::Appended { input, tail } => input.len() + tail.len(),
+            Answer::Encoded(v) => v.len(),
+        }
+    }
+
+    /// Whether the answer is empty (an empty Object).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The answer as two consecutive parts (the second is empty for a fresh encoding).
+    pub fn parts(&self) -> (&[u8], &[u8]) {
+        match self {
+            Answer::Appended { input, tail } => (input, tail),
+            Answer::Encoded(v) => (v, &[]),
+        }
+    }
+
+    /// The answer as one owned buffer.
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            Answer::Appended { input, tail } => {
+                let mut v = Vec::with_capacity(input.len() + tail.len());
+                v.extend_from_slice(input);
+                v.extend_from_slice(&tail);
+                v
+            }
+            Answer::Encoded(v) => v,
+        }
+    }
 }
 
 /// The API the current request belongs to, from the Object's `spec`.
@@ -130,6 +297,8 @@ pub struct Context<'a> {
     working: Option<Box<Object>>,
 }
 
+const OBJ_REQUEST: u32 = 3;
+const OBJ_SESSION: u32 = 4;
 const OBJ_METADATA: u32 = 5;
 const REQ_HEADERS: u32 = 1;
 const REQ_BODY: u32 = 4;
@@ -450,18 +619,29 @@ impl<'a> Context<'a> {
 
     /// Authenticate (CustomKeyCheck): set the session and `metadata["token"]`.
     pub fn authenticate(&mut self, session: SessionState, token: impl Into<String>) {
-        self.record(Edit::Session(Box::new(session)));
-        self.record(Edit::Metadata("token".into(), token.into()));
+        self.record(Edit::Session(SessionEdit::Whole(Box::new(session))));
+        self.record(Edit::Metadata(Cow::Borrowed("token"), token.into()));
+    }
+
+    /// Authenticate (CustomKeyCheck) with a pre-encoded session template: the session is the
+    /// template with `patch` merged over it as protobuf merges messages (every field set in
+    /// `patch` replaces the template's value, maps gain `patch`'s entries, lists are extended),
+    /// and `metadata["token"]` is `token`. Same result as [`Context::authenticate`] with the
+    /// merged session, without cloning or re-encoding the template per request.
+    pub fn authenticate_with(&mut self, template: &SessionTemplate, patch: &SessionState, token: impl Into<String>) {
+        let session = SessionEdit::Template { template: template.encoded.clone(), patch: patch.encode_to_vec() };
+        self.record(Edit::Session(session));
+        self.record(Edit::Metadata(Cow::Borrowed("token"), token.into()));
     }
 
     /// Replace the session.
     pub fn set_session(&mut self, session: SessionState) {
-        self.record(Edit::Session(Box::new(session)));
+        self.record(Edit::Session(SessionEdit::Whole(Box::new(session))));
     }
 
     /// Set a value of the Object's `metadata` map.
     pub fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        self.record(Edit::Metadata(key.into(), value.into()));
+        self.record(Edit::Metadata(Cow::Owned(key.into()), value.into()));
     }
 
     /// The whole Object, mutably, with every edit recorded so far applied. After this call
@@ -497,24 +677,27 @@ impl<'a> Context<'a> {
     /// Like [`Context::into_answer`], but with the choice of path forced to the full
     /// decode/re-encode (`allow_append = false`); used by tests comparing both paths.
     pub fn answer(self, input_bytes: &[u8], allow_append: bool) -> Vec<u8> {
+        self.answer_parts(input_bytes, allow_append).into_vec()
+    }
+
+    /// The answer without copying the input: on the additive path the input followed by the
+    /// encoded edits, otherwise a fresh encoding (`allow_append = false` forces the latter).
+    pub fn answer_parts<'i>(self, input_bytes: &'i [u8], allow_append: bool) -> Answer<'i> {
         if let Some(obj) = self.working {
-            return obj.encode_to_vec();
-        }
-        if self.edits.is_empty() && allow_append {
-            return input_bytes.to_vec();
+            return Answer::Encoded(obj.encode_to_vec());
         }
         if allow_append && self.edits.iter().all(|e| e.is_additive(&self)) {
-            let delta = delta_object(self.edits);
-            let mut out = Vec::with_capacity(input_bytes.len() + delta.encoded_len());
-            out.extend_from_slice(input_bytes);
-            delta.encode(&mut out).expect("capacity reserved");
-            return out;
+            let mut tail = Vec::new();
+            if !self.edits.is_empty() {
+                encode_delta(self.edits, &mut tail);
+            }
+            return Answer::Appended { input: input_bytes, tail };
         }
         let mut obj = self.object().clone();
         for e in self.edits {
             e.apply(&mut obj);
         }
-        obj.encode_to_vec()
+        Answer::Encoded(obj.encode_to_vec())
     }
 
     /// The resulting Object (decoded form of the answer), for tests and in-process callers.

@@ -5,6 +5,7 @@
 //! the safe [`Runtime`]. Nothing else in the crate dereferences a raw pointer
 //! from the host.
 
+use crate::context::Answer;
 use crate::error::{Code, Error};
 use crate::runtime::Runtime;
 use std::cell::RefCell;
@@ -95,18 +96,24 @@ unsafe fn message_bytes<'a>(msg: *const CoProcessMessage, what: &str) -> Result<
     Ok(unsafe { std::slice::from_raw_parts(msg.p_data as *const u8, msg.length as usize) })
 }
 
-/// Copy `bytes` into a malloc'd buffer the host frees with free(3).
-fn malloc_copy(bytes: &[u8]) -> Result<(*mut c_void, c_int), Error> {
-    let len = c_int::try_from(bytes.len()).map_err(|_| {
-        Error::new(Code::Middleware, format!("answer of {} bytes exceeds the ABI's int length", bytes.len()))
-    })?;
+/// Write `answer` into a malloc'd buffer the host frees with free(3): one copy, straight from
+/// the input bytes and the appended edits.
+fn malloc_answer(answer: &Answer<'_>) -> Result<(*mut c_void, c_int), Error> {
+    let n = answer.len();
+    let len = c_int::try_from(n)
+        .map_err(|_| Error::new(Code::Middleware, format!("answer of {n} bytes exceeds the ABI's int length")))?;
     // SAFETY: malloc of a non-zero size; checked for NULL below.
-    let p = unsafe { libc::malloc(bytes.len().max(1)) };
+    let p = unsafe { libc::malloc(n.max(1)) };
     if p.is_null() {
         return Err(Error::new(Code::Middleware, "out of memory allocating the answer"));
     }
-    // SAFETY: p has room for bytes.len() bytes and does not overlap `bytes`.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p as *mut u8, bytes.len()) };
+    let (head, tail) = answer.parts();
+    // SAFETY: p is a fresh allocation of n = head.len() + tail.len() bytes that overlaps
+    // neither part; the two copies fill it exactly.
+    unsafe {
+        std::ptr::copy_nonoverlapping(head.as_ptr(), p as *mut u8, head.len());
+        std::ptr::copy_nonoverlapping(tail.as_ptr(), (p as *mut u8).add(head.len()), tail.len());
+    }
     Ok((p, len))
 }
 
@@ -132,8 +139,8 @@ pub unsafe fn dispatch(
         }
         // SAFETY: caller's contract for `object`.
         let input = unsafe { message_bytes(object, "object") }?;
-        let answer = runtime().dispatch(input)?;
-        let (p, len) = malloc_copy(&answer)?;
+        let answer = runtime().dispatch_answer(input)?;
+        let (p, len) = malloc_answer(&answer)?;
         // SAFETY: checked non-null above.
         unsafe {
             (*new_object).p_data = p;
@@ -165,7 +172,7 @@ pub fn reload(runtime: impl FnOnce() -> &'static Runtime) -> c_int {
 /// # Safety
 /// `p` is null or a buffer returned by `Dispatch` not yet freed.
 pub unsafe fn free(p: *mut c_void) {
-    // SAFETY: caller's contract: p came from libc::malloc in malloc_copy, or is null.
+    // SAFETY: caller's contract: p came from libc::malloc in malloc_answer, or is null.
     unsafe { libc::free(p) }
 }
 

@@ -30,7 +30,7 @@ pub mod builtins;
 mod exports;
 
 pub use config::ConfigSource;
-pub use context::{ApiIdentity, Context};
+pub use context::{Answer, ApiIdentity, Context, SessionTemplate};
 pub use error::{Code, ConfigError, Error, MiddlewareError};
 pub use host::{FakeHost, Host, LogLevel, MemoryStore, NativeHost};
 pub use proto::{HookType, Object, SessionState};

@@ -8,7 +8,7 @@
 //! dispatch path takes no lock at all.
 
 use crate::config::{base_name, ConfigSource, Sections};
-use crate::context::Context;
+use crate::context::{Answer, Context};
 use crate::error::{Code, ConfigError, Error};
 use crate::host::{Host, LogLevel};
 use crate::proto::{HookType, Object};
@@ -136,12 +136,20 @@ impl Runtime {
 
     /// Dispatch one serialised Object; returns the serialised answer.
     pub fn dispatch(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
+        self.dispatch_answer(input).map(Answer::into_vec)
+    }
+
+    /// [`Runtime::dispatch`] without copying the input into the answer: on the additive path
+    /// the [`Answer`] borrows `input` and holds only the appended edits, so a caller copies
+    /// the whole answer once, into its own buffer (the C ABI writes it straight into the
+    /// malloc'd buffer it returns).
+    pub fn dispatch_answer<'i>(&self, input: &'i [u8]) -> Result<Answer<'i>, Error> {
         let state = self.state.load();
         Self::check_size(&state, input.len())?;
         let lazy = OnceCell::new();
         let ctx = Context::from_bytes(input, &lazy, &*self.host)
             .map_err(|e| Error::new(Code::InvalidInput, format!("bytes are not a valid coprocess.Object: {e}")))?;
-        Ok(self.run(ctx, &state)?.into_answer(input))
+        Ok(self.run(ctx, &state)?.answer_parts(input, true))
     }
 
     /// Dispatch a decoded Object; returns the resulting Object (for in-process callers/tests).

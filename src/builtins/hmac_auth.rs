@@ -26,12 +26,13 @@
 use super::signature::{self, is_tchar, parse_http_date, percent_decode_into};
 use crate::host::LogLevel;
 use crate::proto::{HookType, SessionState};
-use crate::{ConfigError, Context, Middleware, MiddlewareError, Setup};
+use crate::{ConfigError, Context, Middleware, MiddlewareError, SessionTemplate, Setup};
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use parking_lot::RwLock;
 use sha1::Sha1;
 use sha2::{Sha256, Sha384, Sha512};
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -203,7 +204,7 @@ enum Line<'a> {
 
 /// The signing string, fed to the HMAC in pieces without being assembled.
 struct SigningString<'a> {
-    lines: Vec<Line<'a>>,
+    lines: SmallVec<[Line<'a>; 4]>,
 }
 
 impl SigningString<'_> {
@@ -316,7 +317,8 @@ pub struct HmacSignatureAuth {
     store_prefix: String,
     allowed: [bool; 4],
     clock_skew_ms: u64,
-    session: SessionState,
+    /// The configured session, encoded once; each success appends it with a small patch.
+    session: SessionTemplate,
     id_extractor_ttl_s: u64,
     cache: Option<StoreCache>,
 }
@@ -363,7 +365,7 @@ impl Middleware for HmacSignatureAuth {
             store_prefix: config.store_prefix,
             allowed,
             clock_skew_ms: config.clock_skew_ms,
-            session: config.session,
+            session: SessionTemplate::new(&config.session),
             id_extractor_ttl_s: config.id_extractor_ttl_s,
             cache,
         })
@@ -373,15 +375,18 @@ impl Middleware for HmacSignatureAuth {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         match self.check(ctx, now) {
             Ok((key_id, secret)) => {
-                let mut session = self.session.clone();
-                session.hmac_enabled = true;
-                session.hmac_secret = secret.secret.clone();
-                session.last_updated = now.as_secs().to_string();
+                // Merged over the template: these fields replace the template's values.
+                let mut patch = SessionState {
+                    hmac_enabled: true,
+                    hmac_secret: secret.secret.clone(),
+                    last_updated: now.as_secs().to_string(),
+                    ..SessionState::default()
+                };
                 if self.id_extractor_ttl_s > 0 {
                     let deadline = now.as_secs().saturating_add(self.id_extractor_ttl_s);
-                    session.id_extractor_deadline = i64::try_from(deadline).unwrap_or(i64::MAX);
+                    patch.id_extractor_deadline = i64::try_from(deadline).unwrap_or(i64::MAX);
                 }
-                ctx.authenticate(session, key_id);
+                ctx.authenticate_with(&self.session, &patch, key_id);
             }
             Err((refusal, key_id)) => {
                 let who = key_id.map(|k| format!(" for keyId {:?}", truncate(k, 64))).unwrap_or_default();
@@ -449,7 +454,7 @@ impl HmacSignatureAuth {
     /// The signing string for the `headers=` list (default `date`), or why it cannot be built.
     fn signing_string<'c>(&self, ctx: &Context<'c>, list: Option<&'c str>) -> Result<SigningString<'c>, &'static str> {
         let list = list.unwrap_or("date");
-        let mut lines = Vec::with_capacity(4);
+        let mut lines = SmallVec::new();
         let mut has_date = false;
         for name in list.split([' ', '\t']).filter(|n| !n.is_empty()) {
             if lines.len() == MAX_SIGNED_HEADERS {
@@ -581,7 +586,7 @@ mod tests {
         // short keys and keys longer than the hash block (which HMAC hashes first).
         for secret in ["k".to_owned(), "s".repeat(64), "L".repeat(200)] {
             let keyed = KeyedSecret::new(secret.clone());
-            let msg = SigningString { lines: vec![Line::Header { name: "date", value: "x" }] };
+            let msg = SigningString { lines: smallvec::smallvec![Line::Header { name: "date", value: "x" }] };
             let mut fresh = <Hmac<Sha384> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
             fresh.update(b"date: x");
             let tag = fresh.finalize().into_bytes();

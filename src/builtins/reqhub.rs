@@ -29,7 +29,7 @@ pub mod client;
 
 use self::client::{SignedHeaders, CLIENT_HEADERS};
 use crate::proto::{HookType, SessionState};
-use crate::{ConfigError, Context, LogLevel, Middleware, MiddlewareError, Setup};
+use crate::{ConfigError, Context, LogLevel, Middleware, MiddlewareError, SessionTemplate, Setup};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -338,7 +338,7 @@ pub struct ReqHubMerchant {
     window_ms: u64,
     nonce_prefix: String,
     clients: BTreeMap<String, ClientEntry>,
-    session: SessionState,
+    session: SessionTemplate,
     result_header: Option<String>,
 }
 
@@ -407,7 +407,7 @@ impl Middleware for ReqHubMerchant {
             window_ms: config.window_ms,
             nonce_prefix: config.nonce_prefix,
             clients: config.clients,
-            session: config.session.unwrap_or_default(),
+            session: SessionTemplate::new(&config.session.unwrap_or_default()),
             result_header: (!config.result_header.is_empty()).then_some(config.result_header),
         })
     }
@@ -438,7 +438,7 @@ impl Middleware for ReqHubMerchant {
                 }
                 ctx.set_metadata(METADATA_KEY, result);
                 if ctx.hook_type() == HookType::CustomKeyCheck {
-                    ctx.authenticate(self.session.clone(), client.key);
+                    ctx.authenticate_with(&self.session, &SessionState::default(), client.key);
                 }
             }
             Verdict::Deny(denial) => deny(ctx, &denial),

@@ -9,7 +9,7 @@
 //! `Key not authorised` (the gateway's own text).
 
 use crate::proto::{HookType, SessionState};
-use crate::{ConfigError, Context, Middleware, MiddlewareError, Setup};
+use crate::{ConfigError, Context, Middleware, MiddlewareError, SessionTemplate, Setup};
 use std::collections::BTreeMap;
 
 /// Configuration of [`StaticTokenAuth`].
@@ -42,7 +42,11 @@ pub const KEY_NOT_AUTHORISED: &str = "Key not authorised";
 
 /// The `StaticTokenAuth` middleware.
 pub struct StaticTokenAuth {
-    config: StaticTokenAuthConfig,
+    header: String,
+    strip_prefix: String,
+    /// Tokens and their templates, encoded once here.
+    tokens: BTreeMap<String, SessionTemplate>,
+    reject_code: i32,
 }
 
 impl Middleware for StaticTokenAuth {
@@ -60,14 +64,20 @@ impl Middleware for StaticTokenAuth {
         if config.tokens.keys().any(String::is_empty) {
             return Err(ConfigError::new("tokens must not contain an empty token"));
         }
-        Ok(StaticTokenAuth { config })
+        let tokens = config.tokens.iter().map(|(t, s)| (t.clone(), SessionTemplate::new(s))).collect();
+        Ok(StaticTokenAuth {
+            header: config.header,
+            strip_prefix: config.strip_prefix,
+            tokens,
+            reject_code: config.reject_code,
+        })
     }
 
     fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError> {
-        let token = ctx.header(&self.config.header).and_then(|v| v.strip_prefix(self.config.strip_prefix.as_str()));
-        match token.and_then(|t| self.config.tokens.get_key_value(t)) {
-            Some((token, template)) => ctx.authenticate(template.clone(), token.as_str()),
-            None if self.config.reject_code != 0 => ctx.reject(self.config.reject_code, KEY_NOT_AUTHORISED),
+        let token = ctx.header(&self.header).and_then(|v| v.strip_prefix(self.strip_prefix.as_str()));
+        match token.and_then(|t| self.tokens.get_key_value(t)) {
+            Some((token, template)) => ctx.authenticate_with(template, &SessionState::default(), token.as_str()),
+            None if self.reject_code != 0 => ctx.reject(self.reject_code, KEY_NOT_AUTHORISED),
             None => {}
         }
         Ok(())
