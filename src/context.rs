@@ -8,6 +8,7 @@
 
 use crate::host::{Host, LogLevel};
 use crate::proto::{HookType, MiniRequestObject, Object, ResponseObject, SessionState};
+use crate::session::{SessionPatch, SessionTemplate};
 use crate::wire::{self, WireError};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message;
@@ -73,37 +74,6 @@ impl SessionEdit {
     }
 }
 
-/// A session template encoded once (when a middleware is configured) and answered many times:
-/// [`Context::authenticate_with`] appends its bytes and a small per-request patch instead of
-/// cloning and re-encoding a whole [`SessionState`] per request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionTemplate {
-    encoded: Arc<[u8]>,
-}
-
-impl SessionTemplate {
-    /// Encode `session` once.
-    pub fn new(session: &SessionState) -> Self {
-        SessionTemplate { encoded: session.encode_to_vec().into() }
-    }
-
-    /// The template as a decoded session.
-    pub fn session(&self) -> SessionState {
-        SessionState::decode(&self.encoded[..]).expect("a template is a valid SessionState encoding")
-    }
-
-    /// The template's encoding.
-    pub fn encoded(&self) -> &[u8] {
-        &self.encoded
-    }
-}
-
-impl Default for SessionTemplate {
-    fn default() -> Self {
-        SessionTemplate::new(&SessionState::default())
-    }
-}
-
 impl Edit {
     /// Apply to a decoded Object (the full path).
     fn apply(self, obj: &mut Object) {
@@ -165,11 +135,11 @@ fn request(obj: &mut Object) -> &mut MiniRequestObject {
 fn encode_delta(edits: Vec<Edit>, out: &mut Vec<u8>) {
     let mut request: Option<MiniRequestObject> = None;
     let mut session: Option<SessionEdit> = None;
-    let mut metadata: Vec<(Cow<'static, str>, String)> = Vec::new();
     for e in edits {
         match e {
             Edit::Session(s) => session = Some(s),
-            Edit::Metadata(k, v) => metadata.push((k, v)),
+            // Entries of different fields may come in any order; these keep theirs.
+            Edit::Metadata(k, v) => encode_map_entry(OBJ_METADATA, &k, &v, out),
             other => {
                 let obj = &mut Object { request: request.take(), ..Object::default() };
                 other.apply(obj);
@@ -177,25 +147,14 @@ fn encode_delta(edits: Vec<Edit>, out: &mut Vec<u8>) {
             }
         }
     }
-    let len = request.as_ref().map_or(0, |r| prost::encoding::message::encoded_len(OBJ_REQUEST, r))
-        + session.as_ref().map_or(0, SessionEdit::encoded_field_len)
-        + metadata.iter().map(|(k, v)| map_entry_len(OBJ_METADATA, k, v)).sum::<usize>();
-    out.reserve(len);
-    if let Some(r) = &request {
-        prost::encoding::message::encode(OBJ_REQUEST, r, out);
-    }
     if let Some(s) = &session {
+        out.reserve(s.encoded_field_len());
         s.encode_field(out);
     }
-    for (k, v) in &metadata {
-        encode_map_entry(OBJ_METADATA, k, v, out);
+    if let Some(r) = &request {
+        out.reserve(prost::encoding::message::encoded_len(OBJ_REQUEST, r));
+        prost::encoding::message::encode(OBJ_REQUEST, r, out);
     }
-}
-
-/// Encoded length of one `map<string, string>` entry of field `tag`.
-fn map_entry_len(tag: u32, k: &str, v: &str) -> usize {
-    let inner = 2 + encoded_len_varint(k.len() as u64) + k.len() + encoded_len_varint(v.len() as u64) + v.len();
-    prost::encoding::key_len(tag) + encoded_len_varint(inner as u64) + inner
 }
 
 /// Append one `map<string, string>` entry of field `tag` (key and value always written).
@@ -285,10 +244,11 @@ enum Source<'a> {
 /// recorder, the API identity and the host callbacks.
 pub struct Context<'a> {
     source: Source<'a>,
-    /// The request headers in wire order, indexed on the first header read (bytes source).
-    header_index: OnceCell<Vec<(&'a str, &'a str)>>,
+    /// The request headers in wire order, indexed while validating (bytes source; empty
+    /// otherwise).
+    header_index: Vec<wire::Entry<'a>>,
     /// The `spec` entries in wire order (bytes source; empty otherwise).
-    spec_index: Vec<(&'a str, &'a str)>,
+    spec_index: Vec<wire::Entry<'a>>,
     hook_name: &'a str,
     hook_type: i32,
     has_session: bool,
@@ -300,7 +260,6 @@ pub struct Context<'a> {
 const OBJ_REQUEST: u32 = 3;
 const OBJ_SESSION: u32 = 4;
 const OBJ_METADATA: u32 = 5;
-const REQ_HEADERS: u32 = 1;
 const REQ_BODY: u32 = 4;
 const REQ_URL: u32 = 5;
 const REQ_PARAMS: u32 = 6;
@@ -316,7 +275,7 @@ impl<'a> Context<'a> {
     pub fn new(input: &'a Object, host: &'a dyn Host) -> Self {
         Context {
             source: Source::Decoded(input),
-            header_index: OnceCell::new(),
+            header_index: Vec::new(),
             spec_index: Vec::new(),
             hook_name: &input.hook_name,
             hook_type: input.hook_type,
@@ -337,11 +296,9 @@ impl<'a> Context<'a> {
             let decoded = lazy.get_or_init(|| Object::decode(bytes).expect("validated bytes decode"));
             return Ok(Context::new(decoded, host));
         }
-        let header_index = OnceCell::new();
-        let _ = header_index.set(index.headers);
         Ok(Context {
             source: Source::Bytes { bytes, request: index.request, lazy },
-            header_index,
+            header_index: index.headers,
             spec_index: index.spec,
             hook_name,
             hook_type,
@@ -378,7 +335,9 @@ impl<'a> Context<'a> {
     pub fn spec(&self, key: &str) -> Option<&'a str> {
         match self.source {
             Source::Decoded(o) => o.spec.get(key).map(String::as_str),
-            Source::Bytes { .. } => self.spec_index.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v),
+            Source::Bytes { .. } => {
+                self.spec_index.iter().rev().find(|(k, _)| *k == key.as_bytes()).map(|(_, v)| wire::str_of(v))
+            }
         }
     }
 
@@ -411,15 +370,10 @@ impl<'a> Context<'a> {
                 }
                 headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
             }
-            Source::Bytes { .. } => wire::get_ignore_case(self.indexed_headers().iter().copied(), name),
+            Source::Bytes { .. } => {
+                wire::get_ignore_case(self.header_index.iter().copied(), name.as_bytes()).map(wire::str_of)
+            }
         }
-    }
-
-    fn indexed_headers(&self) -> &[(&'a str, &'a str)] {
-        self.header_index.get_or_init(|| match self.source {
-            Source::Bytes { request, .. } => wire::map_entries(request, REQ_HEADERS).collect(),
-            Source::Decoded(_) => Vec::new(),
-        })
     }
 
     /// All request headers as the gateway sent them (`request.headers`). Decodes the Object.
@@ -438,7 +392,8 @@ impl<'a> Context<'a> {
                 .as_ref()
                 .map_or_else(Vec::new, |r| r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
             Source::Bytes { .. } => {
-                let mut pairs = self.indexed_headers().to_vec();
+                let mut pairs: Vec<(&str, &str)> =
+                    self.header_index.iter().map(|(k, v)| (wire::str_of(k), wire::str_of(v))).collect();
                 // Stable: equal names keep wire order, so the last of them is the map's value.
                 pairs.sort_by(|a, b| a.0.cmp(b.0));
                 pairs.dedup_by(|later, earlier| {
@@ -624,12 +579,11 @@ impl<'a> Context<'a> {
     }
 
     /// Authenticate (CustomKeyCheck) with a pre-encoded session template: the session is the
-    /// template with `patch` merged over it as protobuf merges messages (every field set in
-    /// `patch` replaces the template's value, maps gain `patch`'s entries, lists are extended),
-    /// and `metadata["token"]` is `token`. Same result as [`Context::authenticate`] with the
-    /// merged session, without cloning or re-encoding the template per request.
-    pub fn authenticate_with(&mut self, template: &SessionTemplate, patch: &SessionState, token: impl Into<String>) {
-        let session = SessionEdit::Template { template: template.encoded.clone(), patch: patch.encode_to_vec() };
+    /// template with `patch` merged over it (see [`SessionPatch`]) and `metadata["token"]` is
+    /// `token`. Same result as [`Context::authenticate`] with the merged session, without
+    /// cloning or re-encoding the template per request.
+    pub fn authenticate_with(&mut self, template: &SessionTemplate, patch: SessionPatch, token: impl Into<String>) {
+        let session = SessionEdit::Template { template: template.shared(), patch: patch.into_bytes() };
         self.record(Edit::Session(session));
         self.record(Edit::Metadata(Cow::Borrowed("token"), token.into()));
     }
@@ -689,6 +643,7 @@ impl<'a> Context<'a> {
         if allow_append && self.edits.iter().all(|e| e.is_additive(&self)) {
             let mut tail = Vec::new();
             if !self.edits.is_empty() {
+                tail.reserve(256);
                 encode_delta(self.edits, &mut tail);
             }
             return Answer::Appended { input: input_bytes, tail };

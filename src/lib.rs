@@ -21,6 +21,7 @@ pub mod proto;
 pub mod registry;
 pub mod runtime;
 mod sdk;
+pub mod session;
 pub mod testing;
 pub mod wire;
 
@@ -30,12 +31,13 @@ pub mod builtins;
 mod exports;
 
 pub use config::ConfigSource;
-pub use context::{Answer, ApiIdentity, Context, SessionTemplate};
+pub use context::{Answer, ApiIdentity, Context};
 pub use error::{Code, ConfigError, Error, MiddlewareError};
 pub use host::{FakeHost, Host, LogLevel, MemoryStore, NativeHost};
 pub use proto::{HookType, Object, SessionState};
 pub use registry::{Event, EventHandler, Middleware, Registry, Setup};
 pub use runtime::Runtime;
+pub use session::{SessionPatch, SessionTemplate};
 
 impl Runtime {
     /// A runtime over `registry` with the process's host functions ([`NativeHost`]) and the

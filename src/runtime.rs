@@ -359,15 +359,20 @@ fn per_api_instance(
             cache.entries.insert(config_data.to_owned(), ApiEntry { sections, instances: BTreeMap::new() });
         }
         let api = cache.entries.get_mut(config_data).expect("inserted above");
+        if let Some(found) = api.instances.get(hook_name) {
+            return match found {
+                None => Ok(None),
+                Some(Ok(instance)) => Ok(Some(instance.clone())),
+                Some(Err(e)) => Err(config_error(e)),
+            };
+        }
         let sections = match &api.sections {
             Ok(s) => s,
             Err(e) => return Err(Error::new(Code::Config, format!("invalid config_data: {e}"))),
         };
-        if !api.instances.contains_key(hook_name) {
-            let found = [hook_name, name].into_iter().find_map(|s| sections.get(s).map(|v| (s, v)));
-            let built = found.map(|(section, value)| (entry.build)(Some(value), &Setup { section, host }));
-            api.instances.insert(hook_name.to_owned(), built);
-        }
+        let found = [hook_name, name].into_iter().find_map(|s| sections.get(s).map(|v| (s, v)));
+        let built = found.map(|(section, value)| (entry.build)(Some(value), &Setup { section, host }));
+        api.instances.insert(hook_name.to_owned(), built);
         match &api.instances[hook_name] {
             None => Ok(None),
             Some(Ok(instance)) => Ok(Some(instance.clone())),

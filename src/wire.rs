@@ -245,27 +245,75 @@ fn kind(msg: Msg, field: u32) -> Option<Kind> {
 /// UTF-8 check of a string field; the ASCII test is the fast path for typical header data.
 #[inline]
 fn check_utf8(b: &[u8]) -> Result<(), WireError> {
-    if b.is_ascii() || std::str::from_utf8(b).is_ok() {
+    if is_ascii(b) || std::str::from_utf8(b).is_ok() {
         Ok(())
     } else {
         Err(WireError("invalid string value: data is not UTF-8 encoded"))
     }
 }
 
-/// Validate one `map<string, string>` entry and return its key and value.
-fn validate_str_entry(mut buf: &[u8], depth: u32) -> Result<(&str, &str), WireError> {
-    let (mut k, mut v) = ("", "");
+/// Whether every byte is ASCII: eight bytes per step, no early exit, inlined (header names
+/// and values are short, where a call into `<[u8]>::is_ascii` costs more than the scan).
+#[inline(always)]
+fn is_ascii(b: &[u8]) -> bool {
+    let mut chunks = b.chunks_exact(8);
+    let mut acc = 0u64;
+    for c in &mut chunks {
+        acc |= u64::from_le_bytes(c.try_into().expect("8 bytes"));
+    }
+    for &x in chunks.remainder() {
+        acc |= u64::from(x);
+    }
+    acc & 0x8080_8080_8080_8080 == 0
+}
+
+/// A string field's bytes as `&str`.
+fn utf8(b: &[u8]) -> Result<&str, WireError> {
+    std::str::from_utf8(b).map_err(|_| WireError("invalid string value: data is not UTF-8 encoded"))
+}
+
+/// Validated string bytes as `&str` ("" if they were not UTF-8, which validation excludes).
+pub fn str_of(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+/// Validate one `map<string, string>` entry and return its key and value (both checked UTF-8).
+#[inline]
+fn validate_str_entry(buf: &[u8], depth: u32) -> Result<(&[u8], &[u8]), WireError> {
+    // Fast path: the canonical encoding `0a <len> key 12 <len> value`, as every encoder
+    // writes a non-empty key and value. Anything else (or any error) takes the general path,
+    // which reads the same bytes in the same order and so reaches the same verdict.
+    let mut b = buf;
+    if let Some((&0x0a, rest)) = b.split_first() {
+        b = rest;
+        if let Ok(k) = varint(&mut b).and_then(|n| take(&mut b, n as usize)) {
+            if let Some((&0x12, rest)) = b.split_first() {
+                b = rest;
+                if let Ok(v) = varint(&mut b).and_then(|n| take(&mut b, n as usize)) {
+                    if b.is_empty() {
+                        check_utf8(k)?;
+                        check_utf8(v)?;
+                        return Ok((k, v));
+                    }
+                }
+            }
+        }
+    }
+    validate_str_entry_general(buf, depth)
+}
+
+fn validate_str_entry_general(mut buf: &[u8], depth: u32) -> Result<(&[u8], &[u8]), WireError> {
+    let (mut k, mut v): (&[u8], &[u8]) = (&[], &[]);
     while !buf.is_empty() {
         let (field, wire) = key(&mut buf)?;
         let val = value(&mut buf, field, wire, depth)?;
         match (field, val) {
             (1 | 2, Value::Len(b)) => {
-                let s =
-                    std::str::from_utf8(b).map_err(|_| WireError("invalid string value: data is not UTF-8 encoded"))?;
+                check_utf8(b)?;
                 if field == 1 {
-                    k = s;
+                    k = b;
                 } else {
-                    v = s;
+                    v = b;
                 }
             }
             (1 | 2, _) => return Err(WireError("invalid wire type for a known field")),
@@ -275,14 +323,18 @@ fn validate_str_entry(mut buf: &[u8], depth: u32) -> Result<(&str, &str), WireEr
     Ok((k, v))
 }
 
+/// A `map<string, string>` entry as validated bytes (both UTF-8).
+pub type Entry<'a> = (&'a [u8], &'a [u8]);
+
 /// The map entries a dispatch reads most, collected while validating, in wire order (a key
-/// sent twice appears twice; the later entry is the map's value).
+/// sent twice appears twice; the later entry is the map's value). Kept as bytes: they are
+/// checked UTF-8 (an ASCII scan for typical data) and turned into `&str` only when read.
 #[derive(Debug, Default)]
 pub struct Index<'a> {
     /// `Object.request.headers` entries (every request occurrence).
-    pub headers: Vec<(&'a str, &'a str)>,
+    pub headers: Vec<Entry<'a>>,
     /// `Object.spec` entries.
-    pub spec: Vec<(&'a str, &'a str)>,
+    pub spec: Vec<Entry<'a>>,
     /// `Object.hook_type` (the last occurrence, as a decode keeps; 0 when absent).
     pub hook_type: i32,
     /// `Object.hook_name` (the last occurrence; "" when absent).
@@ -301,6 +353,11 @@ fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, index: &mut Ind
         return Err(WireError("recursion limit reached"));
     }
     while !buf.is_empty() {
+        if let Msg::Request = msg {
+            if request_field_fast(&mut buf, depth, index)? {
+                continue;
+            }
+        }
         let (field, wire) = key(&mut buf)?;
         let v = value(&mut buf, field, wire, depth - 1)?;
         let Some(kind) = kind(msg, field) else {
@@ -309,10 +366,7 @@ fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, index: &mut Ind
         if let Msg::Object = msg {
             match (field, v) {
                 (1, Value::Varint(n)) => index.hook_type = n as i32,
-                (2, Value::Len(b)) => {
-                    index.hook_name = std::str::from_utf8(b)
-                        .map_err(|_| WireError("invalid string value: data is not UTF-8 encoded"))?;
-                }
+                (2, Value::Len(b)) => index.hook_name = utf8(b)?,
                 (3, Value::Len(b)) => {
                     index.request_count += 1;
                     index.request = b;
@@ -337,6 +391,51 @@ fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, index: &mut Ind
         }
     }
     Ok(())
+}
+
+/// The common fields of a `MiniRequestObject`, recognised by their one-byte tag and checked
+/// exactly as the general loop of [`validate_message`] checks them (same functions, same
+/// depth), without building a [`Value`]. Returns false, consuming nothing, for any other tag.
+#[inline(always)]
+fn request_field_fast<'a>(buf: &mut &'a [u8], depth: u32, index: &mut Index<'a>) -> Result<bool, WireError> {
+    let Some((&tag, rest)) = buf.split_first() else {
+        return Ok(false);
+    };
+    match tag {
+        // headers (1): indexed
+        0x0a => {
+            *buf = rest;
+            let entry = len_payload(buf)?;
+            index.headers.push(validate_str_entry(entry, depth - 1)?);
+        }
+        // delete_headers (3), body (4), url (5), delete_params (9), method (11),
+        // request_uri (12), scheme (13): strings
+        0x1a | 0x22 | 0x2a | 0x4a | 0x5a | 0x62 | 0x6a => {
+            *buf = rest;
+            check_utf8(len_payload(buf)?)?;
+        }
+        // raw_body (14): bytes
+        0x72 => {
+            *buf = rest;
+            len_payload(buf)?;
+        }
+        // return_overrides (10)
+        0x52 => {
+            *buf = rest;
+            let ro = len_payload(buf)?;
+            validate_message(ro, Msg::ReturnOverrides, depth - 1, index)?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// A length-delimited payload whose tag was just read.
+#[inline(always)]
+fn len_payload<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], WireError> {
+    let n = varint(buf)?;
+    let n = usize::try_from(n).map_err(|_| WireError("length too large"))?;
+    take(buf, n)
 }
 
 /// Whether `bytes` decode as a `coprocess.Object`, with the same verdict as prost.
@@ -420,14 +519,17 @@ pub fn map_get<'a>(buf: &'a [u8], field: u32, key: &str) -> Option<&'a str> {
 /// A map value matched case-insensitively with the same answer a decoded `BTreeMap` gives to
 /// "exact key, else the first key in order that matches ignoring ASCII case".
 pub fn map_get_ignore_case<'a>(buf: &'a [u8], field: u32, key: &str) -> Option<&'a str> {
-    get_ignore_case(map_entries(buf, field), key)
+    get_ignore_case(map_entries(buf, field).map(|(k, v)| (k.as_bytes(), v.as_bytes())), key.as_bytes()).map(str_of)
 }
 
-/// [`map_get_ignore_case`] over (key, value) pairs in wire order.
-pub fn get_ignore_case<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, key: &str) -> Option<&'a str> {
+/// [`map_get_ignore_case`] over (key, value) pairs in wire order (byte order is `str` order).
+pub fn get_ignore_case<'a>(pairs: impl IntoIterator<Item = Entry<'a>>, key: &[u8]) -> Option<&'a [u8]> {
     let mut exact = None;
-    let mut best: Option<(&str, &str)> = None;
+    let mut best: Option<Entry<'a>> = None;
     for (k, v) in pairs {
+        if k.len() != key.len() {
+            continue; // most names differ in length: one compare instead of two scans
+        }
         if k == key {
             exact = Some(v);
         } else if k.eq_ignore_ascii_case(key) {

@@ -4,7 +4,7 @@
 use coprocess::proto::{
     AccessDefinition, Header, MiniRequestObject, Object, ResponseObject, ReturnOverrides, SessionState,
 };
-use coprocess::{ConfigSource, Context, FakeHost, Runtime, SessionState as Session};
+use coprocess::{ConfigSource, Context, FakeHost, Runtime, SessionPatch, SessionState as Session, SessionTemplate};
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
@@ -122,6 +122,7 @@ enum Op {
     Reject(i32, String),
     Respond(i32, String),
     Authenticate(f64, String),
+    AuthenticateWith { rate: f64, tag: String, secret: String, meta: (String, String), token: String },
     Metadata(String, String),
     ResponseStatus(i32),
 }
@@ -137,6 +138,8 @@ fn op() -> impl Strategy<Value = Op> {
         (prop_oneof![Just(0), 100..600i32], text()).prop_map(|(c, m)| Op::Reject(c, m)),
         (prop_oneof![Just(0), 100..600i32], text()).prop_map(|(c, m)| Op::Respond(c, m)),
         (0.0..1e6f64, text()).prop_map(|(r, t)| Op::Authenticate(r, t)),
+        (0.0..1e6f64, text(), text(), (text(), text()), text())
+            .prop_map(|(rate, tag, secret, meta, token)| { Op::AuthenticateWith { rate, tag, secret, meta, token } }),
         (text(), text()).prop_map(|(k, v)| Op::Metadata(k, v)),
         (100..600i32).prop_map(Op::ResponseStatus),
     ]
@@ -154,6 +157,12 @@ fn apply(ctx: &mut Context<'_>, ops: &[Op]) {
             Op::Reject(c, m) => ctx.reject(c, m),
             Op::Respond(c, b) => ctx.respond(c, b, vec![("X-R".into(), "1".into())]),
             Op::Authenticate(rate, t) => ctx.authenticate(Session { rate, ..Default::default() }, t),
+            Op::AuthenticateWith { rate, tag, secret, meta, token } => {
+                let template = SessionTemplate::new(&Session { rate, tags: vec!["t".into()], ..Default::default() });
+                let patch =
+                    SessionPatch::new().hmac_enabled(true).hmac_secret(&secret).metadata(&meta.0, &meta.1).tag(&tag);
+                ctx.authenticate_with(&template, patch, token)
+            }
             Op::Metadata(k, v) => ctx.set_metadata(k, v),
             Op::ResponseStatus(s) => ctx.response_mut().status_code = s,
         }

@@ -1,0 +1,233 @@
+//! Sessions answered many times: a template encoded once, plus a small per-request patch.
+//!
+//! An auth middleware answers most requests with the same configured session and a few
+//! per-request fields (a secret, a timestamp, an expiry). [`SessionTemplate`] encodes the
+//! configured part once; [`SessionPatch`] encodes only the per-request fields, as they are set.
+//! [`Context::authenticate_with`](crate::Context::authenticate_with) answers the template's
+//! bytes followed by the patch's inside one `session` field: the session the gateway decodes
+//! is the template with the patch merged over it, exactly as protobuf merges two encodings of
+//! one message (the full decode/re-encode path computes it the same way, by decoding the
+//! two encodings one after the other).
+
+use crate::proto::SessionState;
+use prost::encoding::{encode_key, encode_varint, WireType};
+use prost::Message;
+use std::sync::Arc;
+
+/// A session template encoded once (when a middleware is configured) and answered many
+/// times without being cloned or re-encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionTemplate {
+    encoded: Arc<[u8]>,
+}
+
+impl SessionTemplate {
+    /// Encode `session` once.
+    pub fn new(session: &SessionState) -> Self {
+        SessionTemplate { encoded: session.encode_to_vec().into() }
+    }
+
+    /// The template as a decoded session.
+    pub fn session(&self) -> SessionState {
+        SessionState::decode(&self.encoded[..]).expect("a template is a valid SessionState encoding")
+    }
+
+    /// The template's encoding.
+    pub fn encoded(&self) -> &[u8] {
+        &self.encoded
+    }
+
+    pub(crate) fn shared(&self) -> Arc<[u8]> {
+        self.encoded.clone()
+    }
+}
+
+impl Default for SessionTemplate {
+    fn default() -> Self {
+        SessionTemplate::new(&SessionState::default())
+    }
+}
+
+/// Per-request session fields, merged over a [`SessionTemplate`].
+///
+/// Each setter encodes its field at once. Merging follows protobuf: a scalar or string set
+/// here replaces the template's value, even when set to zero or ""; [`SessionPatch::metadata`]
+/// adds or replaces one entry of the template's `metadata` map; [`SessionPatch::tag`] appends
+/// to its `tags`; [`SessionPatch::merge`] merges a whole session the same way. Setting a
+/// field twice keeps the later value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionPatch {
+    buf: Vec<u8>,
+}
+
+macro_rules! setters {
+    ($( $(#[$doc:meta])* $name:ident: $ty:ident = $tag:literal; )*) => {
+        $( $(#[$doc])* pub fn $name(mut self, value: setters!(@arg $ty)) -> Self {
+            setters!(@enc $ty, self.buf, $tag, value);
+            self
+        } )*
+    };
+    (@arg str) => { &str };
+    (@arg i64) => { i64 };
+    (@arg bool) => { bool };
+    (@enc str, $buf:expr, $tag:literal, $v:ident) => { put_str(&mut $buf, $tag, $v) };
+    (@enc i64, $buf:expr, $tag:literal, $v:ident) => { put_varint(&mut $buf, $tag, $v as u64) };
+    (@enc bool, $buf:expr, $tag:literal, $v:ident) => { put_varint(&mut $buf, $tag, u64::from($v)) };
+}
+
+impl SessionPatch {
+    /// An empty patch (the template unchanged).
+    pub fn new() -> Self {
+        SessionPatch { buf: Vec::new() }
+    }
+
+    setters! {
+        /// `last_check` (field 1).
+        last_check: i64 = 1;
+        /// `expires` (field 5).
+        expires: i64 = 5;
+        /// `quota_max` (field 6).
+        quota_max: i64 = 6;
+        /// `quota_remaining` (field 8).
+        quota_remaining: i64 = 8;
+        /// `org_id` (field 11).
+        org_id: str = 11;
+        /// `hmac_enabled` (field 16).
+        hmac_enabled: bool = 16;
+        /// `hmac_secret` (field 17).
+        hmac_secret: str = 17;
+        /// `is_inactive` (field 18).
+        is_inactive: bool = 18;
+        /// `data_expires` (field 20).
+        data_expires: i64 = 20;
+        /// `alias` (field 25).
+        alias: str = 25;
+        /// `last_updated` (field 26).
+        last_updated: str = 26;
+        /// `id_extractor_deadline` (field 27).
+        id_extractor_deadline: i64 = 27;
+        /// `session_lifetime` (field 28).
+        session_lifetime: i64 = 28;
+        /// `key_id` (field 32).
+        key_id: str = 32;
+    }
+
+    /// Add or replace `metadata[key]` (field 23).
+    pub fn metadata(mut self, key: &str, value: &str) -> Self {
+        let inner = str_len(1, key) + str_len(2, value);
+        room(&mut self.buf, inner + 8);
+        encode_key(23, WireType::LengthDelimited, &mut self.buf);
+        encode_varint(inner as u64, &mut self.buf);
+        put_str(&mut self.buf, 1, key);
+        put_str(&mut self.buf, 2, value);
+        self
+    }
+
+    /// Append `tag` to `tags` (field 24).
+    pub fn tag(mut self, tag: &str) -> Self {
+        put_str(&mut self.buf, 24, tag);
+        self
+    }
+
+    /// Merge every non-default field of `session` (as protobuf merges its encoding).
+    pub fn merge(mut self, session: &SessionState) -> Self {
+        session.encode_raw(&mut self.buf);
+        self
+    }
+
+    /// The patch's encoding (fields of `SessionState`).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+fn str_len(tag: u32, s: &str) -> usize {
+    prost::encoding::key_len(tag) + prost::encoding::encoded_len_varint(s.len() as u64) + s.len()
+}
+
+/// Room for `n` more bytes; the first write reserves enough for a typical patch at once.
+fn room(buf: &mut Vec<u8>, n: usize) {
+    if buf.capacity() - buf.len() < n {
+        buf.reserve(n.max(96));
+    }
+}
+
+fn put_str(buf: &mut Vec<u8>, tag: u32, s: &str) {
+    room(buf, str_len(tag, s));
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(s.len() as u64, buf);
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn put_varint(buf: &mut Vec<u8>, tag: u32, v: u64) {
+    room(buf, 13);
+    encode_key(tag, WireType::Varint, buf);
+    encode_varint(v, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::AccessDefinition;
+
+    fn merged(template: &SessionState, patch: SessionPatch) -> SessionState {
+        let t = SessionTemplate::new(template);
+        let mut s = SessionState::decode(t.encoded()).unwrap();
+        s.merge(patch.as_bytes()).unwrap();
+        s
+    }
+
+    #[test]
+    fn setters_replace_and_maps_and_lists_merge() {
+        let mut template = SessionState {
+            rate: 10.0,
+            quota_max: 5,
+            hmac_secret: "old".into(),
+            tags: vec!["a".into()],
+            org_id: "org".into(),
+            ..Default::default()
+        };
+        template.metadata.insert("k".into(), "1".into());
+        template.access_rights.insert("api".into(), AccessDefinition { api_id: "api".into(), ..Default::default() });
+        let patch = SessionPatch::new()
+            .hmac_enabled(true)
+            .hmac_secret("new")
+            .last_updated("1700000000")
+            .quota_max(-1)
+            .org_id("")
+            .id_extractor_deadline(i64::MAX)
+            .metadata("k", "2")
+            .metadata("j", "3")
+            .tag("b")
+            .key_id("first")
+            .key_id("second");
+        let s = merged(&template, patch);
+        let mut expected = template.clone();
+        expected.hmac_enabled = true;
+        expected.hmac_secret = "new".into();
+        expected.last_updated = "1700000000".into();
+        expected.quota_max = -1;
+        expected.org_id = String::new();
+        expected.id_extractor_deadline = i64::MAX;
+        expected.metadata.insert("k".into(), "2".into());
+        expected.metadata.insert("j".into(), "3".into());
+        expected.tags.push("b".into());
+        expected.key_id = "second".into();
+        assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn merge_matches_protobuf_merge_of_a_whole_session() {
+        let template = SessionState { rate: 1.0, per: 2.0, tags: vec!["x".into()], ..Default::default() };
+        let other = SessionState { per: 3.0, alias: "al".into(), tags: vec!["y".into()], ..Default::default() };
+        let mut expected = template.clone();
+        expected.merge(&other.encode_to_vec()[..]).unwrap();
+        assert_eq!(merged(&template, SessionPatch::new().merge(&other)), expected);
+        assert_eq!(merged(&template, SessionPatch::new()), template);
+        assert_eq!(SessionTemplate::new(&template).session(), template);
+    }
+}
