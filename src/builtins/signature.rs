@@ -170,7 +170,7 @@ pub fn parse(value: &str) -> Result<SignatureParams<'_>, ParseError> {
         }
         i += 1;
         let vstart = i;
-        match bytes[i..].iter().position(|&b| b == b'"') {
+        match memchr::memchr(b'"', &bytes[i..]) {
             Some(n) => i += n,
             None => return Err(ParseError::Unterminated),
         }
@@ -221,22 +221,21 @@ pub fn percent_decode_into(input: &str, out: &mut [u8]) -> Option<usize> {
             _ => None,
         }
     }
-    let bytes = input.as_bytes();
-    let (mut i, mut n) = (0, 0);
-    while i < bytes.len() {
-        let b = if bytes[i] == b'%' {
-            let hi = hex(*bytes.get(i + 1)?)?;
-            let lo = hex(*bytes.get(i + 2)?)?;
-            i += 3;
-            (hi << 4) | lo
-        } else {
-            i += 1;
-            bytes[i - 1]
+    let mut rest = input.as_bytes();
+    let mut n = 0;
+    loop {
+        // Copy the run up to the next escape at once.
+        let run = memchr::memchr(b'%', rest).unwrap_or(rest.len());
+        out.get_mut(n..n + run)?.copy_from_slice(&rest[..run]);
+        n += run;
+        let Some((_, escape)) = rest[run..].split_first() else {
+            return Some(n);
         };
-        *out.get_mut(n)? = b;
+        let ([hi, lo], tail) = escape.split_first_chunk::<2>()?;
+        *out.get_mut(n)? = (hex(*hi)? << 4) | hex(*lo)?;
         n += 1;
+        rest = tail;
     }
-    Some(n)
 }
 
 /// Parse an HTTP date (RFC 9110 section 5.6.7) into unix seconds. Accepted: IMF-fixdate
