@@ -8,14 +8,15 @@
 
 use crate::host::{Host, LogLevel};
 use crate::proto::{HookType, MiniRequestObject, Object, ResponseObject, SessionState};
-use crate::session::{SessionPatch, SessionTemplate};
+use crate::session::SessionPatch;
+#[cfg(doc)]
+use crate::session::SessionTemplate;
 use crate::wire::{self, WireError};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message;
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// One recorded change to the Object.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,44 +32,33 @@ pub(crate) enum Edit {
     Metadata(Cow<'static, str>, String),
 }
 
-/// A session set by a middleware: whole, or a pre-encoded template with a patch merged over it.
+/// A session set by a middleware: decoded, or already encoded (a [`SessionPatch`]).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum SessionEdit {
     Whole(Box<SessionState>),
-    Template { template: Arc<[u8]>, patch: Vec<u8> },
+    Encoded(Vec<u8>),
 }
 
 impl SessionEdit {
     fn into_session(self) -> SessionState {
         match self {
             SessionEdit::Whole(s) => *s,
-            SessionEdit::Template { template, patch } => {
-                let mut s = SessionState::decode(&template[..]).expect("a template is a valid SessionState encoding");
-                s.merge(&patch[..]).expect("a patch is a valid SessionState encoding");
-                s
-            }
+            SessionEdit::Encoded(b) => SessionState::decode(&b[..]).expect("a patch is a valid SessionState encoding"),
         }
     }
 
     /// Append this session as `Object.session` (field 4).
     fn encode_field(&self, out: &mut Vec<u8>) {
         match self {
-            SessionEdit::Whole(s) => prost::encoding::message::encode(OBJ_SESSION, &**s, out),
-            SessionEdit::Template { template, patch } => {
-                encode_key(OBJ_SESSION, WireType::LengthDelimited, out);
-                encode_varint((template.len() + patch.len()) as u64, out);
-                out.extend_from_slice(template);
-                out.extend_from_slice(patch);
+            SessionEdit::Whole(s) => {
+                out.reserve(prost::encoding::message::encoded_len(OBJ_SESSION, &**s));
+                prost::encoding::message::encode(OBJ_SESSION, &**s, out)
             }
-        }
-    }
-
-    fn encoded_field_len(&self) -> usize {
-        match self {
-            SessionEdit::Whole(s) => prost::encoding::message::encoded_len(OBJ_SESSION, &**s),
-            SessionEdit::Template { template, patch } => {
-                let n = template.len() + patch.len();
-                1 + encoded_len_varint(n as u64) + n
+            SessionEdit::Encoded(b) => {
+                out.reserve(b.len() + 6);
+                encode_key(OBJ_SESSION, WireType::LengthDelimited, out);
+                encode_varint(b.len() as u64, out);
+                out.extend_from_slice(b);
             }
         }
     }
@@ -148,7 +138,6 @@ fn encode_delta(edits: Vec<Edit>, out: &mut Vec<u8>) {
         }
     }
     if let Some(s) = &session {
-        out.reserve(s.encoded_field_len());
         s.encode_field(out);
     }
     if let Some(r) = &request {
@@ -578,13 +567,12 @@ impl<'a> Context<'a> {
         self.record(Edit::Metadata(Cow::Borrowed("token"), token.into()));
     }
 
-    /// Authenticate (CustomKeyCheck) with a pre-encoded session template: the session is the
-    /// template with `patch` merged over it (see [`SessionPatch`]) and `metadata["token"]` is
-    /// `token`. Same result as [`Context::authenticate`] with the merged session, without
-    /// cloning or re-encoding the template per request.
-    pub fn authenticate_with(&mut self, template: &SessionTemplate, patch: SessionPatch, token: impl Into<String>) {
-        let session = SessionEdit::Template { template: template.shared(), patch: patch.into_bytes() };
-        self.record(Edit::Session(session));
+    /// Authenticate (CustomKeyCheck) with an encoded session, usually a
+    /// [`SessionTemplate::patch`] with per-request fields set, and `metadata["token"]` =
+    /// `token`. Same result as [`Context::authenticate`] with [`SessionPatch::to_session`],
+    /// without cloning or re-encoding a whole session per request.
+    pub fn authenticate_with(&mut self, session: SessionPatch, token: impl Into<String>) {
+        self.record(Edit::Session(SessionEdit::Encoded(session.into_bytes())));
         self.record(Edit::Metadata(Cow::Borrowed("token"), token.into()));
     }
 

@@ -2,23 +2,23 @@
 //!
 //! An auth middleware answers most requests with the same configured session and a few
 //! per-request fields (a secret, a timestamp, an expiry). [`SessionTemplate`] encodes the
-//! configured part once; [`SessionPatch`] encodes only the per-request fields, as they are set.
-//! [`Context::authenticate_with`](crate::Context::authenticate_with) answers the template's
-//! bytes followed by the patch's inside one `session` field: the session the gateway decodes
-//! is the template with the patch merged over it, exactly as protobuf merges two encodings of
-//! one message (the full decode/re-encode path computes it the same way, by decoding the
-//! two encodings one after the other).
+//! configured part once; [`SessionTemplate::patch`] starts a [`SessionPatch`] from a copy of
+//! those bytes, and each setter appends one encoded field. [`Context::authenticate_with`]
+//! answers the result as the `session` field: the session the gateway decodes is the template
+//! with the set fields merged over it, exactly as protobuf merges fields that occur again
+//! (the full decode/re-encode path decodes the same bytes, so both paths agree).
+//!
+//! [`Context::authenticate_with`]: crate::Context::authenticate_with
 
 use crate::proto::SessionState;
 use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message;
-use std::sync::Arc;
 
 /// A session template encoded once (when a middleware is configured) and answered many
 /// times without being cloned or re-encoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionTemplate {
-    encoded: Arc<[u8]>,
+    encoded: Box<[u8]>,
 }
 
 impl SessionTemplate {
@@ -37,8 +37,11 @@ impl SessionTemplate {
         &self.encoded
     }
 
-    pub(crate) fn shared(&self) -> Arc<[u8]> {
-        self.encoded.clone()
+    /// A patch starting from this template: its setters change the per-request fields.
+    pub fn patch(&self) -> SessionPatch {
+        let mut buf = Vec::with_capacity(self.encoded.len() + 96);
+        buf.extend_from_slice(&self.encoded);
+        SessionPatch { buf }
     }
 }
 
@@ -48,13 +51,14 @@ impl Default for SessionTemplate {
     }
 }
 
-/// Per-request session fields, merged over a [`SessionTemplate`].
+/// A session as encoded bytes: a [`SessionTemplate`]'s (from [`SessionTemplate::patch`]) or an
+/// empty session's ([`SessionPatch::new`]), with per-request fields set over it.
 ///
-/// Each setter encodes its field at once. Merging follows protobuf: a scalar or string set
-/// here replaces the template's value, even when set to zero or ""; [`SessionPatch::metadata`]
-/// adds or replaces one entry of the template's `metadata` map; [`SessionPatch::tag`] appends
-/// to its `tags`; [`SessionPatch::merge`] merges a whole session the same way. Setting a
-/// field twice keeps the later value.
+/// Each setter appends its field's encoding at once. Merging follows protobuf: a scalar or
+/// string set here replaces the template's value, even when set to zero or "";
+/// [`SessionPatch::metadata`] adds or replaces one entry of the `metadata` map;
+/// [`SessionPatch::tag`] appends to `tags`; [`SessionPatch::merge`] merges a whole session the
+/// same way. Setting a field twice keeps the later value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SessionPatch {
     buf: Vec<u8>,
@@ -76,7 +80,7 @@ macro_rules! setters {
 }
 
 impl SessionPatch {
-    /// An empty patch (the template unchanged).
+    /// A patch over an empty session.
     pub fn new() -> Self {
         SessionPatch { buf: Vec::new() }
     }
@@ -135,9 +139,14 @@ impl SessionPatch {
         self
     }
 
-    /// The patch's encoding (fields of `SessionState`).
+    /// The encoding so far (a `SessionState`'s fields).
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// The session these bytes decode to.
+    pub fn to_session(&self) -> SessionState {
+        SessionState::decode(&self.buf[..]).expect("a patch is a valid SessionState encoding")
     }
 
     pub(crate) fn into_bytes(self) -> Vec<u8> {
@@ -174,10 +183,13 @@ mod tests {
     use super::*;
     use crate::proto::AccessDefinition;
 
-    fn merged(template: &SessionState, patch: SessionPatch) -> SessionState {
-        let t = SessionTemplate::new(template);
-        let mut s = SessionState::decode(t.encoded()).unwrap();
-        s.merge(patch.as_bytes()).unwrap();
+    fn merged(template: &SessionState, set: impl FnOnce(SessionPatch) -> SessionPatch) -> SessionState {
+        let patch = set(SessionTemplate::new(template).patch());
+        // Independently: the template decoded, then the appended bytes merged into it.
+        let tail = &patch.as_bytes()[SessionTemplate::new(template).encoded().len()..];
+        let mut s = template.clone();
+        s.merge(tail).unwrap();
+        assert_eq!(patch.to_session(), s);
         s
     }
 
@@ -193,19 +205,19 @@ mod tests {
         };
         template.metadata.insert("k".into(), "1".into());
         template.access_rights.insert("api".into(), AccessDefinition { api_id: "api".into(), ..Default::default() });
-        let patch = SessionPatch::new()
-            .hmac_enabled(true)
-            .hmac_secret("new")
-            .last_updated("1700000000")
-            .quota_max(-1)
-            .org_id("")
-            .id_extractor_deadline(i64::MAX)
-            .metadata("k", "2")
-            .metadata("j", "3")
-            .tag("b")
-            .key_id("first")
-            .key_id("second");
-        let s = merged(&template, patch);
+        let s = merged(&template, |p| {
+            p.hmac_enabled(true)
+                .hmac_secret("new")
+                .last_updated("1700000000")
+                .quota_max(-1)
+                .org_id("")
+                .id_extractor_deadline(i64::MAX)
+                .metadata("k", "2")
+                .metadata("j", "3")
+                .tag("b")
+                .key_id("first")
+                .key_id("second")
+        });
         let mut expected = template.clone();
         expected.hmac_enabled = true;
         expected.hmac_secret = "new".into();
@@ -226,8 +238,9 @@ mod tests {
         let other = SessionState { per: 3.0, alias: "al".into(), tags: vec!["y".into()], ..Default::default() };
         let mut expected = template.clone();
         expected.merge(&other.encode_to_vec()[..]).unwrap();
-        assert_eq!(merged(&template, SessionPatch::new().merge(&other)), expected);
-        assert_eq!(merged(&template, SessionPatch::new()), template);
+        assert_eq!(merged(&template, |p| p.merge(&other)), expected);
+        assert_eq!(merged(&template, |p| p), template);
+        assert_eq!(SessionPatch::new().to_session(), SessionState::default());
         assert_eq!(SessionTemplate::new(&template).session(), template);
     }
 }

@@ -4,7 +4,7 @@
 use coprocess::proto::{
     AccessDefinition, Header, MiniRequestObject, Object, ResponseObject, ReturnOverrides, SessionState,
 };
-use coprocess::{ConfigSource, Context, FakeHost, Runtime, SessionPatch, SessionState as Session, SessionTemplate};
+use coprocess::{ConfigSource, Context, FakeHost, Runtime, SessionState as Session, SessionTemplate};
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
@@ -160,8 +160,8 @@ fn apply(ctx: &mut Context<'_>, ops: &[Op]) {
             Op::AuthenticateWith { rate, tag, secret, meta, token } => {
                 let template = SessionTemplate::new(&Session { rate, tags: vec!["t".into()], ..Default::default() });
                 let patch =
-                    SessionPatch::new().hmac_enabled(true).hmac_secret(&secret).metadata(&meta.0, &meta.1).tag(&tag);
-                ctx.authenticate_with(&template, patch, token)
+                    template.patch().hmac_enabled(true).hmac_secret(&secret).metadata(&meta.0, &meta.1).tag(&tag);
+                ctx.authenticate_with(patch, token)
             }
             Op::Metadata(k, v) => ctx.set_metadata(k, v),
             Op::ResponseStatus(s) => ctx.response_mut().status_code = s,

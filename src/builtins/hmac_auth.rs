@@ -26,7 +26,7 @@
 use super::signature::{self, is_tchar, parse_http_date, percent_decode_into};
 use crate::host::LogLevel;
 use crate::proto::{HookType, SessionState};
-use crate::{ConfigError, Context, Middleware, MiddlewareError, SessionPatch, SessionTemplate, Setup};
+use crate::{ConfigError, Context, Middleware, MiddlewareError, SessionTemplate, Setup};
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use parking_lot::RwLock;
@@ -376,7 +376,9 @@ impl Middleware for HmacSignatureAuth {
         match self.check(ctx, now) {
             Ok((key_id, secret)) => {
                 // Merged over the template: these fields replace the template's values.
-                let mut patch = SessionPatch::new()
+                let mut patch = self
+                    .session
+                    .patch()
                     .hmac_enabled(true)
                     .hmac_secret(&secret.secret)
                     .last_updated(itoa::Buffer::new().format(now.as_secs()));
@@ -384,7 +386,7 @@ impl Middleware for HmacSignatureAuth {
                     let deadline = now.as_secs().saturating_add(self.id_extractor_ttl_s);
                     patch = patch.id_extractor_deadline(i64::try_from(deadline).unwrap_or(i64::MAX));
                 }
-                ctx.authenticate_with(&self.session, patch, key_id);
+                ctx.authenticate_with(patch, key_id);
             }
             Err((refusal, key_id)) => {
                 let who = key_id.map(|k| format!(" for keyId {:?}", truncate(k, 64))).unwrap_or_default();

@@ -29,7 +29,7 @@ pub mod client;
 
 use self::client::{SignedHeaders, CLIENT_HEADERS};
 use crate::proto::{HookType, SessionState};
-use crate::{ConfigError, Context, LogLevel, Middleware, MiddlewareError, SessionPatch, SessionTemplate, Setup};
+use crate::{ConfigError, Context, LogLevel, Middleware, MiddlewareError, SessionTemplate, Setup};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -438,7 +438,7 @@ impl Middleware for ReqHubMerchant {
                 }
                 ctx.set_metadata(METADATA_KEY, result);
                 if ctx.hook_type() == HookType::CustomKeyCheck {
-                    ctx.authenticate_with(&self.session, SessionPatch::new(), client.key);
+                    ctx.authenticate_with(self.session.patch(), client.key);
                 }
             }
             Verdict::Deny(denial) => deny(ctx, &denial),

@@ -9,7 +9,7 @@
 //! `Key not authorised` (the gateway's own text).
 
 use crate::proto::{HookType, SessionState};
-use crate::{ConfigError, Context, Middleware, MiddlewareError, SessionPatch, SessionTemplate, Setup};
+use crate::{ConfigError, Context, Middleware, MiddlewareError, SessionTemplate, Setup};
 use std::collections::BTreeMap;
 
 /// Configuration of [`StaticTokenAuth`].
@@ -76,7 +76,7 @@ impl Middleware for StaticTokenAuth {
     fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError> {
         let token = ctx.header(&self.header).and_then(|v| v.strip_prefix(self.strip_prefix.as_str()));
         match token.and_then(|t| self.tokens.get_key_value(t)) {
-            Some((token, template)) => ctx.authenticate_with(template, SessionPatch::new(), token.as_str()),
+            Some((token, template)) => ctx.authenticate_with(template.patch(), token.as_str()),
             None if self.reject_code != 0 => ctx.reject(self.reject_code, KEY_NOT_AUTHORISED),
             None => {}
         }
