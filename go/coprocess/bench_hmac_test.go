@@ -355,6 +355,8 @@ func TestHMACBenchmarkObjectAndBaselineAgree(t *testing.T) {
 //   - cgo-roundtrip: what the gateway pays with this library: Go marshal, cgo Dispatch
 //     (the library decodes, verifies the hmac-sha512 signature, answers with the session),
 //     Go unmarshal of the answer;
+//   - cgo-into: the same through DispatchInto: Go marshal, cgo Dispatch, and only the
+//     appended edits unmarshalled and merged into the Object;
 //   - library-only: the cgo Dispatch of pre-marshalled bytes (the library's share);
 //   - marshal-unmarshal: the Go protobuf work alone, no call;
 //   - go-native: the same middleware logic in Go on the Object (no serialisation at all).
@@ -377,6 +379,18 @@ func BenchmarkHMACSignatureAuth(b *testing.B) {
 				}
 				out := new(pb.Object)
 				if err := proto.Unmarshal(answer, out); err != nil || out.Session == nil {
+					b.Fatal("no session", err)
+				}
+			}
+		})
+	})
+	b.Run("cgo-into", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb_ *testing.PB) {
+			obj := hmacBenchObject(b, false)
+			for pb_.Next() {
+				obj.Session, obj.Metadata = nil, nil // the gateway builds a fresh Object per request
+				if err := d.DispatchInto(obj); err != nil || obj.Session == nil {
 					b.Fatal("no session", err)
 				}
 			}

@@ -45,6 +45,7 @@ static int cp_reload(char **err) {
 import "C"
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -118,32 +119,46 @@ func goBytesPointer(b []byte) (unsafe.Pointer, C.int, error) {
 	return unsafe.Pointer(&b[0]), C.int(len(b)), nil
 }
 
-// DispatchRaw runs the middleware named by the serialised Object's hook_name and returns
-// the serialised answer (a Go copy: the library's buffer is freed before returning). The
-// input is borrowed by the library for the call only.
-func (d *Dispatcher) DispatchRaw(object []byte) ([]byte, error) {
+// withAnswer calls Dispatch on object and hands f the library's answer, a view of the
+// library's malloc'd buffer valid only during f (freed after it returns).
+func withAnswer(object []byte, f func(answer []byte) error) error {
 	data, n, err := goBytesPointer(object)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var out unsafe.Pointer
 	var outLen C.int
 	var msg *C.char
 	rc := C.cp_dispatch(data, n, &out, &outLen, &msg)
 	if rc != 0 {
-		return nil, libError("Dispatch", rc, msg)
+		return libError("Dispatch", rc, msg)
 	}
 	if out == nil {
 		// The library never answers 0 without a buffer; treat it as the empty Object.
-		return []byte{}, nil
+		return f([]byte{})
 	}
-	answer := C.GoBytes(out, outLen)
-	C.free(out)
+	defer C.free(out)
+	return f(unsafe.Slice((*byte)(out), int(outLen)))
+}
+
+// DispatchRaw runs the middleware named by the serialised Object's hook_name and returns
+// the serialised answer (a Go copy: the library's buffer is freed before returning). The
+// input is borrowed by the library for the call only.
+func (d *Dispatcher) DispatchRaw(object []byte) ([]byte, error) {
+	var answer []byte
+	err := withAnswer(object, func(a []byte) error {
+		answer = append(make([]byte, 0, len(a)), a...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	return answer, nil
 }
 
 // Dispatch serialises obj, runs the middleware named by obj.HookName and decodes the answer
-// into a new Object. obj is not modified.
+// into a new Object. obj is not modified. DispatchInto does the same work in place, and
+// decodes only what the middleware changed when it can.
 func (d *Dispatcher) Dispatch(obj *pb.Object) (*pb.Object, error) {
 	in, err := proto.Marshal(obj)
 	if err != nil {
@@ -158,6 +173,48 @@ func (d *Dispatcher) Dispatch(obj *pb.Object) (*pb.Object, error) {
 		return nil, fmt.Errorf("coprocess: the library answered bytes that are not an Object: %w", err)
 	}
 	return out, nil
+}
+
+// DispatchInto runs the middleware named by obj.HookName and leaves the resulting Object in
+// obj, exactly as unmarshalling the library's answer would give it.
+//
+// When the library answered on its additive path (SPEC section 5: the bytes it was sent,
+// unchanged, followed by the encoded edits), only the appended bytes are unmarshalled, merged
+// into obj as protobuf merges them (proto.UnmarshalOptions{Merge: true}): the Go-side decode
+// then costs what the edits cost, not a whole Object. Any other answer replaces obj's
+// contents with a full unmarshal. When Dispatch fails obj is unchanged; an answer that does
+// not decode (never from this library, which validates what it appends to) is an error and
+// may leave obj partly merged.
+func (d *Dispatcher) DispatchInto(obj *pb.Object) error {
+	_, err := d.dispatchInto(obj)
+	return err
+}
+
+// dispatchInto is DispatchInto, also telling whether the edits were merged (tests).
+func (d *Dispatcher) dispatchInto(obj *pb.Object) (merged bool, err error) {
+	in, err := proto.Marshal(obj)
+	if err != nil {
+		return false, fmt.Errorf("coprocess: marshal Object: %w", err)
+	}
+	err = withAnswer(in, func(answer []byte) error {
+		if len(answer) >= len(in) && bytes.Equal(answer[:len(in)], in) {
+			// obj is what `in` decodes to, so merging the tail into obj gives what
+			// decoding in+tail gives. Unmarshal copies what it keeps from the buffer.
+			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(answer[len(in):], obj); err != nil {
+				return fmt.Errorf("coprocess: the library answered bytes that are not an Object: %w", err)
+			}
+			merged = true
+			return nil
+		}
+		out := new(pb.Object)
+		if err := proto.Unmarshal(answer, out); err != nil {
+			return fmt.Errorf("coprocess: the library answered bytes that are not an Object: %w", err)
+		}
+		proto.Reset(obj)
+		proto.Merge(obj, out)
+		return nil
+	})
+	return merged, err
 }
 
 // DispatchEvent runs the event handler named by the event JSON's handler_name

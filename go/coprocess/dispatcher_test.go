@@ -205,3 +205,49 @@ func TestDispatchRawMatchesDispatch(t *testing.T) {
 		t.Errorf("DispatchRaw %v != Dispatch %v", fromRaw, out)
 	}
 }
+
+// DispatchInto must leave obj exactly as Dispatch's answer, whichever way it got there:
+// merging the appended edits (additive answers) or a full unmarshal (rewrites).
+func TestDispatchIntoEqualsDispatch(t *testing.T) {
+	d, _ := newDispatcher(t, nil)
+	response := requestObject(pb.HookType_Response, "InjectHeaders", nil)
+	response.Session = &pb.SessionState{Rate: 1}
+	response.Metadata = map[string]string{"token": "tok-gold"}
+	response.Response = &pb.ResponseObject{StatusCode: 200, Headers: map[string]string{"Cookie": "x"},
+		MultivalueHeaders: []*pb.Header{{Key: "Cookie", Values: []string{"x"}}}, Body: "hello"}
+	cases := []struct {
+		name   string
+		obj    *pb.Object
+		merged bool
+	}{
+		{"authenticated", requestObject(pb.HookType_CustomKeyCheck, "StaticTokenAuth", map[string]string{"Authorization": "Bearer tok-free"}), true},
+		{"unknown token", requestObject(pb.HookType_CustomKeyCheck, "StaticTokenAuth", map[string]string{"Authorization": "Bearer nope"}), true},
+		{"request headers", requestObject(pb.HookType_Pre, "InjectHeaders", map[string]string{"Cookie": "a=1"}), true},
+		{"hmac", hmacBenchObject(t, false), true},
+		{"hmac rejected", hmacBenchObject(t, true), true},
+		{"response headers rewritten", response, false},
+	}
+	for _, c := range cases {
+		want, err := d.Dispatch(c.obj)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got := proto.Clone(c.obj).(*pb.Object)
+		merged, err := d.dispatchInto(got)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if merged != c.merged {
+			t.Errorf("%s: merged = %v, want %v", c.name, merged, c.merged)
+		}
+		if !proto.Equal(got, want) {
+			t.Errorf("%s: DispatchInto gave\n%v\nDispatch gave\n%v", c.name, got, want)
+		}
+	}
+	// A failed dispatch leaves obj unchanged.
+	bad := requestObject(pb.HookType_Pre, "NoSuchMiddleware", nil)
+	before := proto.Clone(bad)
+	if err := d.DispatchInto(bad); err == nil || !proto.Equal(bad, before) {
+		t.Errorf("failed DispatchInto: err %v, obj changed: %v", err, !proto.Equal(bad, before))
+	}
+}

@@ -23,6 +23,8 @@ import (
 
 	"coprocess/go/coprocess"
 	"coprocess/go/pb"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // DefaultMaxBodyBytes is the largest request or response body hooks are given.
@@ -330,12 +332,37 @@ type hookError struct {
 
 func (e *hookError) Error() string { return e.detail }
 
-func (g *Gateway) dispatch(st *reqState, obj *pb.Object) (*pb.Object, error) {
-	ans, err := g.opts.Dispatcher.Dispatch(obj)
+// dispatch runs a hook on obj. The answer is obj itself, updated in place by DispatchInto
+// (which decodes only the middleware's edits when the library appended them); the returned
+// `sent` keeps the fields the answer is compared with (request url and body, response status
+// and body) as they were sent. With tracing on, `sent` is a full copy of what was sent.
+func (g *Gateway) dispatch(st *reqState, obj *pb.Object) (sent, ans *pb.Object, err error) {
 	if g.opts.Trace != nil {
-		g.opts.Trace(HookTrace{APIID: st.api.def.APIID, Sent: obj, Answer: ans, Err: err})
+		sent = proto.Clone(obj).(*pb.Object)
+	} else {
+		sent = sentFields(obj)
 	}
-	return ans, err
+	if err = g.opts.Dispatcher.DispatchInto(obj); err != nil {
+		ans = nil
+	} else {
+		ans = obj
+	}
+	if g.opts.Trace != nil {
+		g.opts.Trace(HookTrace{APIID: st.api.def.APIID, Sent: sent, Answer: ans, Err: err})
+	}
+	return sent, ans, err
+}
+
+// sentFields copies what the answer of a hook is compared with.
+func sentFields(obj *pb.Object) *pb.Object {
+	s := new(pb.Object)
+	if r := obj.Request; r != nil {
+		s.Request = &pb.MiniRequestObject{Url: r.Url, Body: r.Body, RawBody: r.RawBody}
+	}
+	if r := obj.Response; r != nil {
+		s.Response = &pb.ResponseObject{StatusCode: r.StatusCode, Body: r.Body, RawBody: r.RawBody}
+	}
+	return s
 }
 
 func origin(r *http.Request) string {

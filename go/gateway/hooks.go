@@ -106,8 +106,7 @@ func failedStatus(hook pb.HookType) (int, string) {
 
 // requestHook runs one Pre, PostKeyAuth or Post hook; false means the client was answered.
 func (g *Gateway) requestHook(w http.ResponseWriter, out *http.Request, st *reqState, hook pb.HookType, name string) bool {
-	sent := g.requestObject(hook, name, out, st)
-	ans, err := g.dispatch(st, sent)
+	sent, ans, err := g.dispatch(st, g.requestObject(hook, name, out, st))
 	if err != nil {
 		g.hookFailed(w, st, hook, name, err)
 		return false
@@ -137,8 +136,7 @@ func (g *Gateway) hookFailed(w http.ResponseWriter, st *reqState, hook pb.HookTy
 // metadata["token"] is authenticated, anything else is 403 and an AuthFailure event.
 func (g *Gateway) authenticate(w http.ResponseWriter, out *http.Request, st *reqState) bool {
 	name := st.api.def.CustomMiddleware.AuthCheck.Name
-	sent := g.requestObject(pb.HookType_CustomKeyCheck, name, out, st)
-	ans, err := g.dispatch(st, sent)
+	sent, ans, err := g.dispatch(st, g.requestObject(pb.HookType_CustomKeyCheck, name, out, st))
 	if err != nil {
 		g.hookFailed(w, st, pb.HookType_CustomKeyCheck, name, err)
 		return false
@@ -288,9 +286,9 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		return &hookError{status: http.StatusBadGateway, public: "upstream response unavailable to response hooks", detail: "the upstream response has header values that are not UTF-8"}
 	}
 	for _, md := range hooks {
-		sent := g.requestObject(pb.HookType_Response, md.Name, resp.Request, st)
-		sent.Response = responseObject(resp, body)
-		ans, err := g.dispatch(st, sent)
+		obj := g.requestObject(pb.HookType_Response, md.Name, resp.Request, st)
+		obj.Response = responseObject(resp, body)
+		sent, ans, err := g.dispatch(st, obj)
 		if err != nil {
 			return &hookError{status: http.StatusInternalServerError, public: "There was a problem proxying the request", detail: fmt.Sprintf("Response hook %s failed: %v", md.Name, err)}
 		}
