@@ -68,27 +68,35 @@ impl Edit {
     /// Apply to a decoded Object (the full path).
     fn apply(self, obj: &mut Object) {
         match self {
+            Edit::Session(s) => obj.session = Some(s.into_session()),
+            Edit::Metadata(k, v) => {
+                obj.metadata.insert(k.into_owned(), v);
+            }
+            request_edit => request_edit.apply_to_request(request(obj)),
+        }
+    }
+
+    /// Apply an edit of `request` (any edit but Session and Metadata).
+    fn apply_to_request(self, r: &mut MiniRequestObject) {
+        match self {
             Edit::SetHeader(k, v) => {
-                request(obj).set_headers.insert(k, v);
+                r.set_headers.insert(k, v);
             }
-            Edit::DeleteHeader(k) => request(obj).delete_headers.push(k),
+            Edit::DeleteHeader(k) => r.delete_headers.push(k),
             Edit::AddParam(k, v) => {
-                request(obj).add_params.insert(k, v);
+                r.add_params.insert(k, v);
             }
-            Edit::DeleteParam(k) => request(obj).delete_params.push(k),
-            Edit::SetUrl(u) => request(obj).url = u,
-            Edit::SetMethod(m) => request(obj).method = m,
+            Edit::DeleteParam(k) => r.delete_params.push(k),
+            Edit::SetUrl(u) => r.url = u,
+            Edit::SetMethod(m) => r.method = m,
             Edit::Override { code, error, body, headers } => {
-                let ro = request(obj).return_overrides.get_or_insert_with(Default::default);
+                let ro = r.return_overrides.get_or_insert_with(Default::default);
                 ro.response_code = code;
                 ro.response_error = error;
                 ro.response_body = body;
                 ro.headers.extend(headers);
             }
-            Edit::Session(s) => obj.session = Some(s.into_session()),
-            Edit::Metadata(k, v) => {
-                obj.metadata.insert(k.into_owned(), v);
-            }
+            Edit::Session(_) | Edit::Metadata(..) => unreachable!("not an edit of the request"),
         }
     }
 
@@ -130,11 +138,7 @@ fn encode_delta(edits: Vec<Edit>, out: &mut Vec<u8>) {
             Edit::Session(s) => session = Some(s),
             // Entries of different fields may come in any order; these keep theirs.
             Edit::Metadata(k, v) => encode_map_entry(OBJ_METADATA, &k, &v, out),
-            other => {
-                let obj = &mut Object { request: request.take(), ..Object::default() };
-                other.apply(obj);
-                request = obj.request.take();
-            }
+            request_edit => request_edit.apply_to_request(request.get_or_insert_with(Default::default)),
         }
     }
     if let Some(s) = &session {
@@ -241,6 +245,8 @@ pub struct Context<'a> {
     hook_name: &'a str,
     hook_type: i32,
     has_session: bool,
+    /// `request.return_overrides` (code, error, body) as sent (bytes source).
+    overrides: (i32, &'a [u8], &'a [u8]),
     host: &'a dyn Host,
     edits: Vec<Edit>,
     working: Option<Box<Object>>,
@@ -252,7 +258,6 @@ const OBJ_METADATA: u32 = 5;
 const REQ_BODY: u32 = 4;
 const REQ_URL: u32 = 5;
 const REQ_PARAMS: u32 = 6;
-const REQ_RETURN_OVERRIDES: u32 = 10;
 const REQ_METHOD: u32 = 11;
 const REQ_REQUEST_URI: u32 = 12;
 const REQ_SCHEME: u32 = 13;
@@ -269,6 +274,7 @@ impl<'a> Context<'a> {
             hook_name: &input.hook_name,
             hook_type: input.hook_type,
             has_session: input.session.is_some(),
+            overrides: (0, &[], &[]),
             host,
             edits: Vec::new(),
             working: None,
@@ -292,6 +298,7 @@ impl<'a> Context<'a> {
             hook_name,
             hook_type,
             has_session,
+            overrides: index.overrides,
             host,
             edits: Vec::new(),
             working: None,
@@ -485,21 +492,9 @@ impl<'a> Context<'a> {
                 .as_ref()
                 .and_then(|r| r.return_overrides.as_ref())
                 .map_or((0, "", ""), |ro| (ro.response_code, ro.response_error.as_str(), ro.response_body.as_str())),
-            Source::Bytes { request, .. } => {
-                let (mut code, mut error, mut body) = (0, "", "");
-                for (f, v) in wire::Fields::new(request) {
-                    if let (REQ_RETURN_OVERRIDES, wire::Value::Len(ro)) = (f, v) {
-                        for (g, w) in wire::Fields::new(ro) {
-                            match (g, w) {
-                                (1, wire::Value::Varint(n)) => code = n as i32,
-                                (2, v) => error = wire::as_str(v).unwrap_or(""),
-                                (5, v) => body = wire::as_str(v).unwrap_or(""),
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-                (code, error, body)
+            Source::Bytes { .. } => {
+                let (code, error, body) = self.overrides;
+                (code, wire::str_of(error), wire::str_of(body))
             }
         }
     }

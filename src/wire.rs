@@ -345,6 +345,9 @@ pub struct Index<'a> {
     pub request: &'a [u8],
     /// Whether `Object.session` occurs.
     pub has_session: bool,
+    /// `request.return_overrides` as sent: `response_code`, `response_error`, `response_body`
+    /// (merged over occurrences: the last of each field).
+    pub overrides: (i32, &'a [u8], &'a [u8]),
 }
 
 /// Validate a message of type `msg`, collecting the [`Index`] entries met on the way.
@@ -363,6 +366,14 @@ fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, index: &mut Ind
         let Some(kind) = kind(msg, field) else {
             continue; // unknown fields are skipped, whatever their (valid) wire type
         };
+        if let Msg::ReturnOverrides = msg {
+            match (field, v) {
+                (1, Value::Varint(n)) => index.overrides.0 = n as i32,
+                (2, Value::Len(b)) => index.overrides.1 = b,
+                (5, Value::Len(b)) => index.overrides.2 = b,
+                _ => {}
+            }
+        }
         if let Msg::Object = msg {
             match (field, v) {
                 (1, Value::Varint(n)) => index.hook_type = n as i32,

@@ -389,8 +389,12 @@ impl Middleware for HmacSignatureAuth {
                 ctx.authenticate_with(patch, key_id);
             }
             Err((refusal, key_id)) => {
-                let who = key_id.map(|k| format!(" for keyId {:?}", truncate(k, 64))).unwrap_or_default();
-                ctx.log(LogLevel::Debug, &format!("HMACSignatureAuth: {}{who}: {}", refusal.code(), refusal.reason()));
+                let (code, reason) = (refusal.code(), refusal.reason());
+                let line = match key_id {
+                    Some(k) => format!("HMACSignatureAuth: {code} for keyId {:?}: {reason}", truncate(k, 64)),
+                    None => format!("HMACSignatureAuth: {code}: {reason}"),
+                };
+                ctx.log(LogLevel::Debug, &line);
                 ctx.reject(refusal.code(), refusal.message());
             }
         }
