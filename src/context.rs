@@ -327,6 +327,15 @@ impl<'a> Context<'a> {
         ApiIdentity { api_id: self.spec("APIID").unwrap_or(""), org_id: self.spec("OrgID").unwrap_or("") }
     }
 
+    /// A value of the Object's `spec` map as its (UTF-8) bytes, without the `&str` check a
+    /// long value (`config_data`) would cost.
+    pub(crate) fn spec_bytes(&self, key: &str) -> Option<&'a [u8]> {
+        match self.source {
+            Source::Decoded(o) => o.spec.get(key).map(String::as_bytes),
+            Source::Bytes { .. } => self.spec_index.iter().rev().find(|(k, _)| *k == key.as_bytes()).map(|(_, v)| *v),
+        }
+    }
+
     /// A value of the Object's `spec` map.
     pub fn spec(&self, key: &str) -> Option<&'a str> {
         match self.source {

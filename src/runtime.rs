@@ -182,7 +182,7 @@ impl Runtime {
     fn run<'o>(&'o self, mut ctx: Context<'o>, state: &State) -> Result<Context<'o>, Error> {
         let (entry, name) = self.lookup(&ctx)?;
         let hook_name = ctx.hook_name();
-        let per_api = match ctx.spec("config_data").filter(|s| !s.is_empty()) {
+        let per_api = match ctx.spec_bytes("config_data").filter(|s| !s.is_empty()) {
             Some(config_data) => per_api_instance(&state, config_data, hook_name, name, entry, &*self.host)?,
             None => None,
         };
@@ -331,7 +331,8 @@ struct ApiEntry {
 #[derive(Default)]
 struct ApiCache {
     generation: u64,
-    entries: BTreeMap<String, ApiEntry>,
+    /// By `config_data` (its bytes: a UTF-8 string, compared as bytes).
+    entries: BTreeMap<Vec<u8>, ApiEntry>,
 }
 
 thread_local! {
@@ -342,7 +343,7 @@ thread_local! {
 /// this hook (the global configuration applies).
 fn per_api_instance(
     state: &State,
-    config_data: &str,
+    config_data: &[u8],
     hook_name: &str,
     name: &'static str,
     entry: &MiddlewareEntry,
@@ -355,7 +356,7 @@ fn per_api_instance(
             cache.generation = state.generation;
         }
         if !cache.entries.contains_key(config_data) {
-            let sections = crate::config::parse_sections(config_data.as_bytes());
+            let sections = crate::config::parse_sections(config_data);
             cache.entries.insert(config_data.to_owned(), ApiEntry { sections, instances: BTreeMap::new() });
         }
         let api = cache.entries.get_mut(config_data).expect("inserted above");
