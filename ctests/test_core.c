@@ -238,6 +238,39 @@ static void test_reload(void) {
     harness_object_free(obj);
 }
 
+/* The additive path through the real ABI: the answer is the input bytes, unchanged, followed
+ * by the appended edits, and decodes to the authenticated Object; an Object the middleware
+ * does not change comes back byte for byte. */
+static void test_answer_layout(void) {
+    const char *cd = "{\"StaticTokenAuth\": {\"header\": \"X-Api-Key\", \"tokens\": {\"tok-1\": {\"rate\": 7}}}}";
+    const char *tokens[] = { "tok-1", "tok-2" };
+    for (int i = 0; i < 2; i++) {
+        Coprocess__Object *obj = harness_object(COPROCESS__HOOK_TYPE__CustomKeyCheck, "StaticTokenAuth");
+        harness_add_spec(obj, "config_data", cd);
+        harness_add_header(obj, "X-Api-Key", tokens[i]);
+        size_t len = coprocess__object__get_packed_size(obj);
+        uint8_t *buf = malloc(len);
+        coprocess__object__pack(obj, buf);
+        struct CoProcessMessage in = { buf, (int)len }, out = { NULL, 0 };
+        CHECK(Dispatch(&in, &out) == 0, "dispatch %s", tokens[i]);
+        CHECK(out.p_data != NULL && out.length >= (int)len && memcmp(out.p_data, buf, len) == 0,
+              "answer starts with the input bytes (%d >= %zu)", out.length, len);
+        if (i == 0) {
+            CHECK(out.length > (int)len, "edits appended after the input");
+            Coprocess__Object *res = coprocess__object__unpack(NULL, (size_t)out.length, out.p_data);
+            CHECK(res && res->session && res->session->rate == 7 && harness_metadata(res, "token") &&
+                      strcmp(harness_metadata(res, "token"), "tok-1") == 0,
+                  "the appended session and token decode");
+            if (res) coprocess__object__free_unpacked(res, NULL);
+        } else {
+            CHECK(out.length == (int)len, "unchanged Object answered as sent (%d vs %zu)", out.length, len);
+        }
+        CoProcessFree(out.p_data);
+        free(buf);
+        harness_object_free(obj);
+    }
+}
+
 int main(void) {
     CHECK(harness_write_file(CONFIG_PATH, GLOBAL_V1) == 0, "write %s", CONFIG_PATH);
     setenv("COPROCESS_CONFIG", CONFIG_PATH, 1);
@@ -248,6 +281,7 @@ int main(void) {
     test_config_errors();
     test_inject_headers();
     test_static_token();
+    test_answer_layout();
     test_events();
     test_reload();
     harness_reset();
