@@ -4,9 +4,9 @@
 //! `CoProcessLog`, `TykStoreData`, `TykGetData`) through weak imports, falling back per
 //! function when the host lacks one. [`FakeHost`] records every call for unit tests.
 
+use crate::ffi;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::ffi::{c_char, c_int, CStr, CString};
 use std::time::{Duration, Instant};
 
 /// Log severity, spelled on the wire as `debug`, `info`, `warning`, `error`.
@@ -94,18 +94,6 @@ impl MemoryStore {
     }
 }
 
-extern "C" {
-    fn coprocess_shim_trigger_event(event_name: *mut c_char, payload: *mut c_char) -> c_int;
-    fn coprocess_shim_log(msg: *mut c_char, level: *mut c_char) -> c_int;
-    fn coprocess_shim_store_data(key: *mut c_char, value: *mut c_char, ttl: c_int) -> c_int;
-    fn coprocess_shim_get_data(key: *mut c_char, present: *mut c_int) -> *mut c_char;
-}
-
-/// A C string for the host: interior NUL bytes (which C cannot carry) become U+FFFD.
-fn c_string(s: &str) -> CString {
-    CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "\u{FFFD}")).expect("no NUL left"))
-}
-
 /// The host functions of the process that loaded the library, with per-function fallbacks.
 #[derive(Default)]
 pub struct NativeHost {
@@ -125,30 +113,19 @@ impl NativeHost {
 
 impl Host for NativeHost {
     fn trigger_event(&self, name: &str, payload: &str) {
-        let (n, p) = (c_string(name), c_string(payload));
-        // SAFETY: both strings are valid NUL-terminated buffers that outlive the call; the
-        // host borrows them only for the call (SPEC section 1).
-        let called = unsafe { coprocess_shim_trigger_event(n.as_ptr() as *mut c_char, p.as_ptr() as *mut c_char) };
-        if called == 0 {
+        if !ffi::host_trigger_event(name, payload) {
             self.log(LogLevel::Warning, &format!("host defines no TykTriggerEvent; event {name:?} dropped"));
         }
     }
 
     fn log(&self, level: LogLevel, message: &str) {
-        let (m, l) = (c_string(message), c_string(level.as_str()));
-        // SAFETY: as above.
-        let called = unsafe { coprocess_shim_log(m.as_ptr() as *mut c_char, l.as_ptr() as *mut c_char) };
-        if called == 0 {
+        if !ffi::host_log(message, level.as_str()) {
             Self::stderr_log(level, message);
         }
     }
 
     fn store_data(&self, key: &str, value: &str, ttl: i64) {
-        let (k, v) = (c_string(key), c_string(value));
-        let ttl_c = ttl.clamp(i64::from(c_int::MIN), i64::from(c_int::MAX)) as c_int;
-        // SAFETY: as above.
-        let called = unsafe { coprocess_shim_store_data(k.as_ptr() as *mut c_char, v.as_ptr() as *mut c_char, ttl_c) };
-        if called == 0 {
+        if !ffi::host_store_data(key, value, ttl) {
             self.fallback_store.set(key, value, ttl);
         }
     }
@@ -157,21 +134,10 @@ impl Host for NativeHost {
         if key.contains('\0') {
             return None;
         }
-        let k = c_string(key);
-        let mut present: c_int = 0;
-        // SAFETY: `k` is a valid C string for the call; `present` is a valid out-pointer.
-        let value = unsafe { coprocess_shim_get_data(k.as_ptr() as *mut c_char, &mut present) };
-        if present == 0 {
-            return self.fallback_store.get(key);
+        match ffi::host_get_data(key) {
+            None => self.fallback_store.get(key),
+            Some(value) => value.filter(|v| !v.is_empty()),
         }
-        if value.is_null() {
-            return None;
-        }
-        // SAFETY: the host returns a malloc'd NUL-terminated string that we now own.
-        let owned = unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned();
-        // SAFETY: ownership of the host's malloc'd buffer passed to us (SPEC section 1).
-        unsafe { libc::free(value as *mut libc::c_void) };
-        (!owned.is_empty()).then_some(owned)
     }
 }
 
@@ -243,11 +209,6 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(s.get("b"), None, "entry outlived its TTL");
         assert_eq!(s.get("a").as_deref(), Some("1"), "ttl 0 must not expire");
-    }
-
-    #[test]
-    fn c_strings_survive_interior_nul() {
-        assert_eq!(c_string("a\0b").to_str().unwrap(), "a\u{FFFD}b");
     }
 
     #[test]

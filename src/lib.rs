@@ -11,10 +11,13 @@
 //! - [`export_plugin!`]: build your own plugin library with your middleware.
 
 #![warn(missing_docs)]
+// Only the C boundary (`ffi`, and the exports over it) may use `unsafe`.
+#![deny(unsafe_code)]
 
 pub mod config;
 pub mod context;
 pub mod error;
+#[allow(unsafe_code)]
 pub mod ffi;
 pub mod host;
 pub mod proto;
@@ -28,6 +31,7 @@ pub mod wire;
 #[cfg(feature = "builtins")]
 pub mod builtins;
 #[cfg(feature = "exports")]
+#[allow(unsafe_code)]
 mod exports;
 
 pub use config::ConfigSource;
