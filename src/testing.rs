@@ -13,7 +13,8 @@
 //! ```
 
 use crate::proto::{HookType, MiniRequestObject, Object, ResponseObject, ReturnOverrides, SessionState};
-use crate::{Code, Context, Error, Host, Middleware, Setup};
+use crate::{Code, ConfigSource, Context, Error, FakeHost, Host, Middleware, Registry, Runtime, Setup};
+use std::sync::Arc;
 
 /// Builds an Object as the gateway sends it for a hook: a request with
 /// `return_overrides.response_code = -1`, `spec` with `APIID` and `OrgID`.
@@ -63,6 +64,12 @@ impl ObjectBuilder {
         self
     }
 
+    /// Set the scheme (`request.scheme`).
+    pub fn scheme(mut self, scheme: &str) -> Self {
+        self.request().scheme = scheme.into();
+        self
+    }
+
     /// Set the request body (`body` and `raw_body`).
     pub fn body(mut self, body: &str) -> Self {
         let r = self.request();
@@ -109,6 +116,15 @@ impl ObjectBuilder {
     pub fn encode(self) -> Vec<u8> {
         prost::Message::encode_to_vec(&self.object)
     }
+}
+
+/// A [`Runtime`] over `registry` with a [`FakeHost`] (returned too, to inspect) and `global`
+/// (JSON text: an object of sections, as in the `COPROCESS_CONFIG` file) as its global
+/// configuration. Panics when `global` is not such an object: a broken test fixture.
+pub fn runtime(registry: Registry, global: &str) -> (Runtime, Arc<FakeHost>) {
+    let sections = crate::config::parse_sections(global.as_bytes()).expect("global configuration is a JSON object");
+    let host = Arc::new(FakeHost::new());
+    (Runtime::new(registry, host.clone(), ConfigSource::Fixed(sections)), host)
 }
 
 /// Configure middleware `T` from a JSON section and run it on `object`, returning the

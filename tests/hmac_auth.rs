@@ -1,8 +1,8 @@
 //! HMACSignatureAuth through the real dispatcher (`Runtime`) with a `FakeHost`.
 
 use coprocess::builtins::hmac_auth::{BAD_REQUEST, NOT_AUTHORIZED, UNSUPPORTED_ALGORITHM};
-use coprocess::proto::{MiniRequestObject, ReturnOverrides};
-use coprocess::{Code, ConfigSource, FakeHost, HookType, Object, Runtime};
+use coprocess::testing::ObjectBuilder;
+use coprocess::{Code, FakeHost, HookType, Object, Runtime};
 use hmac::{Hmac, Mac};
 use prost::Message;
 use serde_json::{json, Value};
@@ -39,13 +39,7 @@ const MULTI_VECTORS: [(&str, &str); 4] = [
 // helpers
 
 fn runtime_with(global: Value) -> (Runtime, Arc<FakeHost>) {
-    let host = Arc::new(FakeHost::new());
-    let sections = match global {
-        Value::Object(m) => m,
-        _ => panic!("global config must be an object"),
-    };
-    let rt = Runtime::new(coprocess::builtins::registry(), host.clone(), ConfigSource::Fixed(sections));
-    (rt, host)
+    coprocess::testing::runtime(coprocess::builtins::registry(), &global.to_string())
 }
 
 fn runtime(section: Value) -> (Runtime, Arc<FakeHost>) {
@@ -53,26 +47,9 @@ fn runtime(section: Value) -> (Runtime, Arc<FakeHost>) {
 }
 
 fn object(headers: &[(&str, &str)]) -> Object {
-    let mut req = MiniRequestObject {
-        method: "GET".into(),
-        url: "/v1/items".into(),
-        request_uri: "/v1/items".into(),
-        scheme: "https".into(),
-        return_overrides: Some(ReturnOverrides { response_code: -1, ..Default::default() }),
-        ..Default::default()
-    };
-    for (k, v) in headers {
-        req.headers.insert((*k).into(), (*v).into());
-    }
-    let mut obj = Object {
-        hook_type: HookType::CustomKeyCheck as i32,
-        hook_name: NAME.into(),
-        request: Some(req),
-        ..Default::default()
-    };
-    obj.spec.insert("APIID".into(), "api-1".into());
-    obj.spec.insert("OrgID".into(), "org-1".into());
-    obj
+    let base =
+        ObjectBuilder::new(HookType::CustomKeyCheck, NAME).method_url("GET", "/v1/items", "/v1/items").scheme("https");
+    headers.iter().fold(base, |b, (k, v)| b.header(k, v)).build()
 }
 
 fn auth(key_id: &str, alg: &str, sig: &str) -> String {

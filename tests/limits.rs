@@ -3,13 +3,11 @@
 //! it sets a process-wide environment variable.
 
 use coprocess::testing::{set_header, ObjectBuilder};
-use coprocess::{Code, ConfigSource, FakeHost, HookType, Runtime};
+use coprocess::{Code, HookType, Runtime};
 use prost::Message;
-use std::sync::Arc;
 
 fn runtime(global: &str) -> Runtime {
-    let sections = coprocess::config::parse_sections(global.as_bytes()).unwrap();
-    Runtime::new(coprocess::builtins::registry(), Arc::new(FakeHost::new()), ConfigSource::Fixed(sections))
+    coprocess::testing::runtime(coprocess::builtins::registry(), global).0
 }
 
 #[test]

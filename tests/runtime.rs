@@ -100,9 +100,7 @@ fn registry() -> Registry {
 }
 
 fn runtime_with(global: &str) -> (Runtime, Arc<FakeHost>) {
-    let host = Arc::new(FakeHost::new());
-    let sections = coprocess::config::parse_sections(global.as_bytes()).unwrap();
-    (Runtime::new(registry(), host.clone(), ConfigSource::Fixed(sections)), host)
+    coprocess::testing::runtime(registry(), global)
 }
 
 fn dispatch(rt: &Runtime, obj: ObjectBuilder) -> Result<Object, coprocess::Error> {

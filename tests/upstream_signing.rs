@@ -11,8 +11,8 @@
 use coprocess::builtins::upstream_signing::{
     BAD_KEY, CERTIFICATE_NOT_FOUND, MISSING_FIELDS, UNSIGNABLE_HEADER, UNSUPPORTED_ALGORITHM,
 };
-use coprocess::proto::{MiniRequestObject, ReturnOverrides};
-use coprocess::{builtins, Code, ConfigSource, FakeHost, HookType, Host, Object, Runtime};
+use coprocess::testing::ObjectBuilder;
+use coprocess::{builtins, Code, FakeHost, HookType, Object, Runtime};
 use prost::Message;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -37,40 +37,18 @@ fn pub_key() -> String {
 }
 
 fn runtime(global: Value) -> (Runtime, Arc<FakeHost>) {
-    let host = Arc::new(FakeHost::new());
-    let sections = match global {
-        Value::Object(m) => m,
-        _ => panic!("global config must be an object"),
-    };
-    (Runtime::new(builtins::registry(), host.clone() as Arc<dyn Host>, ConfigSource::Fixed(sections)), host)
+    coprocess::testing::runtime(builtins::registry(), &global.to_string())
 }
 
 /// A request as the gateway sends it for hook `hook_name`, with `config` as per-API config_data
 /// section (unless null).
 fn request(hook_name: &str, method: &str, url: &str, headers: &[(&str, &str)], config: Value) -> Object {
-    let mut req = MiniRequestObject {
-        method: method.into(),
-        url: url.into(),
-        request_uri: url.into(),
-        scheme: "https".into(),
-        return_overrides: Some(ReturnOverrides { response_code: -1, ..Default::default() }),
-        ..Default::default()
-    };
-    for (k, v) in headers {
-        req.headers.insert((*k).into(), (*v).into());
+    let base = ObjectBuilder::new(HookType::Post, hook_name).method_url(method, url, url).scheme("https");
+    let b = headers.iter().fold(base, |b, (k, v)| b.header(k, v));
+    if config.is_null() {
+        return b.build();
     }
-    let mut obj = Object {
-        hook_type: HookType::Post as i32,
-        hook_name: hook_name.into(),
-        request: Some(req),
-        ..Default::default()
-    };
-    obj.spec.insert("APIID".into(), "api-1".into());
-    obj.spec.insert("OrgID".into(), "org-1".into());
-    if !config.is_null() {
-        obj.spec.insert("config_data".into(), json!({ hook_name: config }).to_string());
-    }
-    obj
+    b.config_data(&json!({ hook_name: config }).to_string()).build()
 }
 
 /// Dispatch through the serialised path and decode the answer.
