@@ -351,89 +351,9 @@ func TestHMACBenchmarkObjectAndBaselineAgree(t *testing.T) {
 	}
 }
 
-// BenchmarkHMACSignatureAuth compares, per hook call on the same ~1.3 KB signed Object:
-//   - cgo-roundtrip: what the gateway pays with this library: Go marshal, cgo Dispatch
-//     (the library decodes, verifies the hmac-sha512 signature, answers with the session),
-//     Go unmarshal of the answer;
-//   - cgo-into: the same through DispatchInto: Go marshal, cgo Dispatch, and only the
-//     appended edits unmarshalled and merged into the Object;
-//   - library-only: the cgo Dispatch of pre-marshalled bytes (the library's share);
-//   - marshal-unmarshal: the Go protobuf work alone, no call;
-//   - go-native: the same middleware logic in Go on the Object (no serialisation at all).
-//
-// Run with -cpu 1,2 for 1 and 2 parallel goroutines (b.RunParallel uses GOMAXPROCS).
+// BenchmarkHMACSignatureAuth: HMACSignatureAuth on the ~1.3 KB signed hmacBenchObject (the
+// library verifies the hmac-sha512 signature and answers with the session), the five ways of
+// benchHook.
 func BenchmarkHMACSignatureAuth(b *testing.B) {
-	d, _ := newDispatcher(b, nil)
-	b.Run("cgo-roundtrip", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb_ *testing.PB) {
-			obj := hmacBenchObject(b, false)
-			for pb_.Next() {
-				in, err := proto.Marshal(obj)
-				if err != nil {
-					b.Fatal(err)
-				}
-				answer, err := d.DispatchRaw(in)
-				if err != nil {
-					b.Fatal(err)
-				}
-				out := new(pb.Object)
-				if err := proto.Unmarshal(answer, out); err != nil || out.Session == nil {
-					b.Fatal("no session", err)
-				}
-			}
-		})
-	})
-	b.Run("cgo-into", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb_ *testing.PB) {
-			obj := hmacBenchObject(b, false)
-			for pb_.Next() {
-				obj.Session, obj.Metadata = nil, nil // the gateway builds a fresh Object per request
-				if err := d.DispatchInto(obj); err != nil || obj.Session == nil {
-					b.Fatal("no session", err)
-				}
-			}
-		})
-	})
-	b.Run("library-only", func(b *testing.B) {
-		b.ReportAllocs()
-		in, _ := proto.Marshal(hmacBenchObject(b, false))
-		b.RunParallel(func(pb_ *testing.PB) {
-			for pb_.Next() {
-				if _, err := d.DispatchRaw(in); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	})
-	b.Run("marshal-unmarshal", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb_ *testing.PB) {
-			obj := hmacBenchObject(b, false)
-			for pb_.Next() {
-				in, err := proto.Marshal(obj)
-				if err != nil {
-					b.Fatal(err)
-				}
-				out := new(pb.Object)
-				if err := proto.Unmarshal(in, out); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	})
-	b.Run("go-native", func(b *testing.B) {
-		b.ReportAllocs()
-		m := new(goHMACAuth)
-		b.RunParallel(func(pb_ *testing.PB) {
-			obj := hmacBenchObject(b, false)
-			for pb_.Next() {
-				obj.Session, obj.Metadata = nil, nil
-				if err := m.handle(obj); err != nil || obj.Session == nil {
-					b.Fatal("no session", err)
-				}
-			}
-		})
-	})
+	benchHook(b, func() *pb.Object { return hmacBenchObject(b, false) }, new(goHMACAuth).handle)
 }

@@ -2,6 +2,7 @@ package coprocess
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -134,88 +135,86 @@ func TestBenchmarkObjectAndBaselineAgree(t *testing.T) {
 	}
 }
 
-// BenchmarkStaticTokenAuth compares, on the same Object, per hook call:
-//   - cgo-roundtrip: what the gateway pays with this library: Go marshal, cgo Dispatch
-//     (the library decodes, runs StaticTokenAuth, answers), Go unmarshal of the answer;
+// benchHook measures one authenticating hook five ways on Objects from newObject (each call
+// returns a fresh copy; every answer must carry a session), as sub-benchmarks:
+//   - cgo-roundtrip: what the gateway pays with Dispatch: Go marshal, cgo Dispatch (the
+//     library reads the Object, runs the middleware, answers), Go unmarshal of the answer;
 //   - cgo-into: the same through DispatchInto: Go marshal, cgo Dispatch, and only the
 //     appended edits unmarshalled and merged into the Object;
 //   - library-only: the cgo Dispatch of pre-marshalled bytes (the library's share);
 //   - marshal-unmarshal: the Go protobuf work alone, no call;
-//   - go-native: the same middleware logic in Go on the Object (no serialisation at all).
+//   - go-native: native, the same middleware logic in Go on the Object (no serialisation).
 //
 // Run with -cpu 1,2 for 1 and 2 parallel goroutines (b.RunParallel uses GOMAXPROCS).
-func BenchmarkStaticTokenAuth(b *testing.B) {
+func benchHook(b *testing.B, newObject func() *pb.Object, native func(*pb.Object) error) {
 	d, _ := newDispatcher(b, nil)
-	b.Run("cgo-roundtrip", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb_ *testing.PB) {
-			obj := benchObject()
-			for pb_.Next() {
-				in, err := proto.Marshal(obj)
-				if err != nil {
-					b.Fatal(err)
+	// each runs body on this goroutine's own Object, once per iteration.
+	each := func(name string, body func(obj *pb.Object) error) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb_ *testing.PB) {
+				obj := newObject()
+				for pb_.Next() {
+					if err := body(obj); err != nil {
+						b.Fatal(err)
+					}
 				}
-				answer, err := d.DispatchRaw(in)
-				if err != nil {
-					b.Fatal(err)
-				}
-				out := new(pb.Object)
-				if err := proto.Unmarshal(answer, out); err != nil || out.Session == nil {
-					b.Fatal("no session", err)
-				}
-			}
+			})
 		})
+	}
+	hasSession := func(o *pb.Object) error {
+		if o.Session == nil {
+			return errors.New("no session in the answer")
+		}
+		return nil
+	}
+	each("cgo-roundtrip", func(obj *pb.Object) error {
+		in, err := proto.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		answer, err := d.DispatchRaw(in)
+		if err != nil {
+			return err
+		}
+		out := new(pb.Object)
+		if err := proto.Unmarshal(answer, out); err != nil {
+			return err
+		}
+		return hasSession(out)
 	})
-	b.Run("cgo-into", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb_ *testing.PB) {
-			obj := benchObject()
-			for pb_.Next() {
-				obj.Session, obj.Metadata = nil, nil // the gateway builds a fresh Object per request
-				if err := d.DispatchInto(obj); err != nil || obj.Session == nil {
-					b.Fatal("no session", err)
-				}
-			}
-		})
+	each("cgo-into", func(obj *pb.Object) error {
+		obj.Session, obj.Metadata = nil, nil // the gateway builds a fresh Object per request
+		if err := d.DispatchInto(obj); err != nil {
+			return err
+		}
+		return hasSession(obj)
 	})
-	b.Run("library-only", func(b *testing.B) {
-		b.ReportAllocs()
-		in, _ := proto.Marshal(benchObject())
-		b.RunParallel(func(pb_ *testing.PB) {
-			for pb_.Next() {
-				if _, err := d.DispatchRaw(in); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+	in, err := proto.Marshal(newObject())
+	if err != nil {
+		b.Fatal(err)
+	}
+	each("library-only", func(*pb.Object) error {
+		_, err := d.DispatchRaw(in)
+		return err
 	})
-	b.Run("marshal-unmarshal", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb_ *testing.PB) {
-			obj := benchObject()
-			for pb_.Next() {
-				in, err := proto.Marshal(obj)
-				if err != nil {
-					b.Fatal(err)
-				}
-				out := new(pb.Object)
-				if err := proto.Unmarshal(in, out); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+	each("marshal-unmarshal", func(obj *pb.Object) error {
+		in, err := proto.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		return proto.Unmarshal(in, new(pb.Object))
 	})
-	b.Run("go-native", func(b *testing.B) {
-		b.ReportAllocs()
-		m := new(goStaticTokenAuth)
-		b.RunParallel(func(pb_ *testing.PB) {
-			obj := benchObject()
-			for pb_.Next() {
-				obj.Session, obj.Metadata = nil, nil
-				if err := m.handle(obj); err != nil || obj.Session == nil {
-					b.Fatal("no session", err)
-				}
-			}
-		})
+	each("go-native", func(obj *pb.Object) error {
+		obj.Session, obj.Metadata = nil, nil
+		if err := native(obj); err != nil {
+			return err
+		}
+		return hasSession(obj)
 	})
+}
+
+// BenchmarkStaticTokenAuth: StaticTokenAuth on benchObject, the five ways of benchHook.
+func BenchmarkStaticTokenAuth(b *testing.B) {
+	benchHook(b, benchObject, new(goStaticTokenAuth).handle)
 }
