@@ -161,17 +161,13 @@ impl Registry {
         self
     }
 
-    /// The registered middleware names, sorted.
+    /// The registered middleware names, sorted (the map's order).
     pub fn middleware_names(&self) -> Vec<&'static str> {
-        let mut v: Vec<_> = self.middleware.keys().copied().collect();
-        v.sort_unstable();
-        v
+        self.middleware.keys().copied().collect()
     }
 
-    /// The registered event handler names, sorted.
+    /// The registered event handler names, sorted (the map's order).
     pub fn event_handler_names(&self) -> Vec<&'static str> {
-        let mut v: Vec<_> = self.events.keys().copied().collect();
-        v.sort_unstable();
-        v
+        self.events.keys().copied().collect()
     }
 }

@@ -493,11 +493,6 @@ pub fn last_varint(buf: &[u8], field: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// How many times a field occurs.
-pub fn count(buf: &[u8], field: u32) -> usize {
-    Fields::new(buf).filter(|(f, _)| *f == field).count()
-}
-
 /// The key and value of one `map<string, string>` entry.
 pub fn map_entry(entry: &[u8]) -> (&str, &str) {
     let (mut k, mut v) = ("", "");
