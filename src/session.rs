@@ -13,10 +13,11 @@
 use crate::proto::SessionState;
 use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message;
+use std::fmt;
 
 /// A session template encoded once (when a middleware is configured) and answered many
 /// times without being cloned or re-encoded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct SessionTemplate {
     encoded: Box<[u8]>,
 }
@@ -59,9 +60,22 @@ impl Default for SessionTemplate {
 /// [`SessionPatch::metadata`] adds or replaces one entry of the `metadata` map;
 /// [`SessionPatch::tag`] appends to `tags`; [`SessionPatch::merge`] merges a whole session the
 /// same way. Setting a field twice keeps the later value.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SessionPatch {
     buf: Vec<u8>,
+}
+
+// Debug shows sizes only: the bytes may hold `hmac_secret` and other secrets.
+impl fmt::Debug for SessionTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionTemplate").field("encoded_len", &self.encoded.len()).finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for SessionPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionPatch").field("encoded_len", &self.buf.len()).finish_non_exhaustive()
+    }
 }
 
 macro_rules! setters {
@@ -230,6 +244,16 @@ mod tests {
         expected.tags.push("b".into());
         expected.key_id = "second".into();
         assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn debug_output_hides_the_bytes() {
+        let t = SessionTemplate::new(&SessionState { hmac_secret: "s3cr3t-t".into(), ..Default::default() });
+        let p = t.patch().hmac_secret("s3cr3t-p");
+        for text in [format!("{t:?}"), format!("{p:?}")] {
+            assert!(!text.contains("s3cr3t") && !text.contains("115, 51"), "{text}");
+            assert!(text.contains("encoded_len"), "{text}");
+        }
     }
 
     #[test]

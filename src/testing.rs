@@ -1,6 +1,6 @@
 //! Helpers for testing middleware in plain `cargo test`, without a gateway: build Objects the
 //! way the gateway sends them and run one middleware or a whole registry against a
-//! [`FakeHost`](crate::FakeHost).
+//! [`FakeHost`].
 //!
 //! ```
 //! use coprocess::testing::ObjectBuilder;
