@@ -4,8 +4,8 @@
  * weak undefined reference keeps them in the library's dynamic symbol table (nm -D shows
  * "w") while letting the library load in a host that defines none of them: the address is
  * then NULL and the Rust side falls back (stderr logging, a process-local store).
- * Rust cannot declare weak imports on stable, hence this file. Each wrapper returns 1 when
- * the host function exists and was called, 0 when it is absent. */
+ * Rust cannot declare weak imports on stable, hence this file. Each wrapper reports through
+ * its return value or *present whether the host function exists and was called. */
 
 #include <stddef.h>
 
@@ -13,6 +13,7 @@ extern void TykTriggerEvent(char *event_name, char *payload) __attribute__((weak
 extern void CoProcessLog(char *msg, char *level) __attribute__((weak));
 extern void TykStoreData(char *key, char *value, int ttl) __attribute__((weak));
 extern char *TykGetData(char *key) __attribute__((weak));
+extern int CoProcessStoreDataIfAbsent(char *key, char *value, int ttl) __attribute__((weak));
 
 int coprocess_shim_trigger_event(char *event_name, char *payload) {
     if (TykTriggerEvent == NULL) return 0;
@@ -38,4 +39,17 @@ char *coprocess_shim_get_data(char *key, int *present) {
     if (TykGetData == NULL) { *present = 0; return NULL; }
     *present = 1;
     return TykGetData(key);
+}
+
+/* On return *present is 1 when the host defines CoProcessStoreDataIfAbsent; the result is
+ * then the host's answer (1 stored, 0 already present, negative: store unavailable). */
+int coprocess_shim_store_data_if_absent(char *key, char *value, int ttl, int *present) {
+    if (CoProcessStoreDataIfAbsent == NULL) { *present = 0; return 0; }
+    *present = 1;
+    return CoProcessStoreDataIfAbsent(key, value, ttl);
+}
+
+/* Whether the host defines TykGetData or TykStoreData (its own store). */
+int coprocess_shim_has_store(void) {
+    return TykGetData != NULL || TykStoreData != NULL;
 }

@@ -30,7 +30,8 @@ struct harness_event harness_events[HARNESS_MAX_RECORDS];
 int harness_event_count;
 struct harness_log harness_logs[HARNESS_MAX_RECORDS];
 int harness_log_count;
-int harness_store_calls, harness_get_calls;
+int harness_store_calls, harness_get_calls, harness_if_absent_calls;
+int harness_store_down;
 
 struct store_entry { char *key; char *value; time_t expires; };
 static struct store_entry store[1024];
@@ -99,8 +100,17 @@ char *TykGetData(char *key) {
     return v ? strdup(v) : NULL;
 }
 
+int CoProcessStoreDataIfAbsent(char *key, char *value, int ttl) {
+    harness_if_absent_calls++;
+    if (harness_store_down) return -1;
+    if (harness_store_get(key)) return 0;
+    harness_store_put(key, value, ttl);
+    return 1;
+}
+
 void harness_reset(void) {
-    harness_event_count = harness_log_count = harness_store_calls = harness_get_calls = 0;
+    harness_event_count = harness_log_count = harness_store_calls = harness_get_calls = harness_if_absent_calls = 0;
+    harness_store_down = 0;
     for (int i = 0; i < store_len; i++) { free(store[i].key); free(store[i].value); }
     store_len = 0;
 }

@@ -1,4 +1,4 @@
-/* Test harness for the C ABI: defines the four host functions (recording every call),
+/* Test harness for the C ABI: defines the five host functions (recording every call),
  * builds Objects with protobuf-c, dispatches them through the real libcoprocess.so and
  * checks the answers. Each ctests/test_*.c is its own program linked with harness.c. */
 #ifndef COPROCESS_HARNESS_H
@@ -23,7 +23,9 @@ extern struct harness_event harness_events[HARNESS_MAX_RECORDS];
 extern int harness_event_count;
 extern struct harness_log harness_logs[HARNESS_MAX_RECORDS];
 extern int harness_log_count;
-extern int harness_store_calls, harness_get_calls;
+extern int harness_store_calls, harness_get_calls, harness_if_absent_calls;
+/* When set, CoProcessStoreDataIfAbsent answers -1 (the store is unavailable). */
+extern int harness_store_down;
 /* Store an entry in the host store as if another gateway node had written it. */
 void harness_store_put(const char *key, const char *value, int ttl);
 /* Replace the value of every stored entry (simulates another node corrupting the store). */

@@ -60,7 +60,7 @@ static int expect_denied(Coprocess__HookType type, const char *hook, struct clie
     Coprocess__Object *obj = request(type, hook, h);
     int rc = harness_dispatch(obj, &res);
     char prefix[128];
-    snprintf(prefix, sizeof prefix, "{\"error\":\"%s\",\"message\":\"", code);
+    snprintf(prefix, sizeof prefix, "%s: ", code);
     const char *body = res ? harness_response_error(res) : NULL;
     int ok = rc == 0 && res && harness_response_code(res) == 403 && body && strncmp(body, prefix, strlen(prefix)) == 0;
     CHECK(ok, "%s: rc %d, code %d, body %s", what, rc, res ? harness_response_code(res) : 0, body ? body : "(none)");
@@ -82,13 +82,16 @@ static void test_pass_and_replay(void) {
     const char *meta = res ? harness_metadata(res, "reqhub") : NULL;
     CHECK(meta && strstr(meta, "\"client_key\":\"client-pub-A\"") != NULL, "metadata reqhub: %s", meta ? meta : "(none)");
     const char *stored = harness_store_get("reqhub-nonce-client-pub-A:" N1);
-    CHECK(stored && strcmp(stored, TS) == 0, "nonce stored through TykStoreData under prefix + key + ':' + nonce");
-    CHECK(harness_store_calls == 1 && harness_get_calls >= 1, "one get, one store (%d, %d)", harness_get_calls, harness_store_calls);
+    CHECK(stored && strcmp(stored, TS) == 0, "nonce stored through CoProcessStoreDataIfAbsent under prefix + key + ':' + nonce");
+    CHECK(harness_if_absent_calls == 1 && harness_store_calls == 0 && harness_get_calls == 0,
+          "one atomic store-if-absent, no get or plain store (%d, %d, %d)", harness_if_absent_calls, harness_get_calls,
+          harness_store_calls);
     if (res) coprocess__object__free_unpacked(res, NULL);
     harness_object_free(obj);
 
     expect_denied(COPROCESS__HOOK_TYPE__Pre, "ReqHubMerchant", h1, "merchant_signature_invalid", "replayed nonce");
-    CHECK(harness_store_calls == 1, "a replay stores nothing");
+    CHECK(harness_if_absent_calls == 2 && harness_store_calls == 0 && strcmp(harness_store_get("reqhub-nonce-client-pub-A:" N1), TS) == 0,
+          "a replay is decided by one store-if-absent that writes nothing");
 
     /* Another gateway node already recorded N2 in the shared store. */
     harness_store_put("reqhub-nonce-client-pub-A:" N2, TS, 300);
@@ -98,9 +101,30 @@ static void test_pass_and_replay(void) {
 
 static void test_stale(void) {
     struct client_headers h3 = { T3, "client-pub-A", TS, N3, URI };
-    int before = harness_store_calls;
+    int before = harness_if_absent_calls;
     expect_denied(COPROCESS__HOOK_TYPE__Pre, "ReqHubMerchant:fresh", h3, "merchant_signature_invalid", "stale timestamp (5 min window)");
-    CHECK(harness_store_calls == before && harness_store_get("reqhub-nonce-client-pub-A:" N3) == NULL, "stale request stores nothing");
+    CHECK(harness_if_absent_calls == before && harness_store_get("reqhub-nonce-client-pub-A:" N3) == NULL, "stale request stores nothing");
+}
+
+/* The store does not answer: the request is refused (503) and its nonce is not recorded, so
+ * the same request passes once the store is back (test_custom_key_check sends it next). */
+static void test_store_down(void) {
+    struct client_headers h4 = { T4, "client-pub-A", TS, N4, URI };
+    harness_store_down = 1;
+    int events = harness_event_count;
+    Coprocess__Object *res = NULL;
+    Coprocess__Object *obj = request(COPROCESS__HOOK_TYPE__Pre, "ReqHubMerchant", h4);
+    CHECK(harness_dispatch(obj, &res) == 0, "dispatch during a store outage");
+    const char *body = res ? harness_response_error(res) : NULL;
+    CHECK(res && harness_response_code(res) == 503 && body && strncmp(body, "verification_unavailable: ", 26) == 0,
+          "store outage: 503 verification_unavailable (%s)", body ? body : "(none)");
+    CHECK(harness_event_count == events + 1 && strcmp(harness_events[events].name, "ReqHubVerificationUnavailable") == 0 &&
+              strstr(harness_events[events].payload, "\"mode\":\"local\"") != NULL,
+          "outage event fired");
+    CHECK(harness_store_get("reqhub-nonce-client-pub-A:" N4) == NULL, "nothing stored during the outage");
+    if (res) coprocess__object__free_unpacked(res, NULL);
+    harness_object_free(obj);
+    harness_store_down = 0;
 }
 
 static void test_custom_key_check(void) {
@@ -187,7 +211,7 @@ static void test_remote_unavailable(void) {
     Coprocess__Object *res = NULL;
     CHECK(harness_dispatch(obj, &res) == 0, "remote dispatch");
     const char *body = res ? harness_response_error(res) : NULL;
-    CHECK(res && harness_response_code(res) == 503 && body && strncmp(body, "{\"error\":\"verification_unavailable\"", 35) == 0,
+    CHECK(res && harness_response_code(res) == 503 && body && strncmp(body, "verification_unavailable: ", 26) == 0,
           "503 verification_unavailable: %s", body ? body : "(none)");
     CHECK(harness_event_count == events + 1 && strcmp(harness_events[events].name, "ReqHubVerificationUnavailable") == 0,
           "event fired through TykTriggerEvent");
@@ -203,6 +227,7 @@ int main(void) {
     harness_reset();
     test_pass_and_replay();
     test_stale();
+    test_store_down();
     test_custom_key_check();
     test_denials();
     test_errors();

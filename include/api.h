@@ -29,6 +29,12 @@ void TykStoreData(char *key, char *value, int ttl);
 /* Return a malloc'd NUL-terminated copy of the value under key, or NULL/"" when absent.
  * The library frees the returned string with free(3). */
 char *TykGetData(char *key);
+/* Optional. Store value under key for ttl seconds (ttl <= 0: no expiry) only when the key is
+ * absent, atomically. Returns 1 when stored, 0 when the key was present (nothing written), a
+ * negative value when the store is unavailable. Strings are borrowed. A host without it gets
+ * a TykGetData then TykStoreData (not atomic); one without any store function gets the
+ * library's process-local store, which is atomic. */
+int CoProcessStoreDataIfAbsent(char *key, char *value, int ttl);
 
 #ifdef __cplusplus
 }

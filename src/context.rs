@@ -6,7 +6,7 @@
 //! only for edits that remove or rewrite existing data. [`Context::object_mut`] gives the whole
 //! Object mutably when a middleware needs it (always the full path).
 
-use crate::host::{Host, LogLevel};
+use crate::host::{Host, LogLevel, Store};
 use crate::proto::{HookType, MiniRequestObject, Object, ResponseObject, SessionState};
 use crate::session::SessionPatch;
 #[cfg(doc)]
@@ -349,6 +349,11 @@ impl<'a> Context<'a> {
     /// The host callbacks (events, logging, store).
     pub fn host(&self) -> &'a dyn Host {
         self.host
+    }
+
+    /// The host's store, with the store contract applied (see [`Store`]).
+    pub fn store(&self) -> Store<'a> {
+        Store::new(self.host)
     }
 
     /// Log through the host's `CoProcessLog`.

@@ -1,18 +1,16 @@
-//! The unsafe boundary, both ways: raw pointers in, codes and malloc'd buffers out; and the
-//! calls out to the host's functions.
+//! The exported direction of the boundary: raw pointers in, codes and malloc'd buffers out.
 //!
 //! Every export goes through here. Each function checks its pointers before touching them,
 //! catches every panic (code -4), records a per-thread error message, and hands the work to
-//! the safe [`Runtime`]. The host functions (`TykTriggerEvent`, `CoProcessLog`,
-//! `TykStoreData`, `TykGetData`, reached through the weak-import shim in csrc/host_shim.c) are
-//! called through the safe `host_*` wrappers below. This is the only module with `unsafe`
-//! code (the crate denies it elsewhere).
+//! the safe [`Runtime`]. The calls out to the host's functions live in `native`. These two
+//! are the only modules with `unsafe` code (the crate denies it elsewhere).
 
 use crate::context::Answer;
 use crate::error::{Code, Error};
+use crate::native::c_string;
 use crate::runtime::Runtime;
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// A byte buffer crossing the ABI. `length` is authoritative; no NUL terminator is assumed.
@@ -43,11 +41,6 @@ static ABI_VERSION_C: &[u8] = b"coprocess-abi/1\0";
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-}
-
-/// A C string: interior NUL bytes (which C cannot carry) become U+FFFD.
-fn c_string(s: &str) -> CString {
-    CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "\u{FFFD}")).expect("no NUL left"))
 }
 
 fn set_last_error(message: &str) {
@@ -158,59 +151,6 @@ pub unsafe fn dispatch(
     })
 }
 
-// ---- Calls out to the host (weak imports through csrc/host_shim.c) ----
-
-extern "C" {
-    fn coprocess_shim_trigger_event(event_name: *mut c_char, payload: *mut c_char) -> c_int;
-    fn coprocess_shim_log(msg: *mut c_char, level: *mut c_char) -> c_int;
-    fn coprocess_shim_store_data(key: *mut c_char, value: *mut c_char, ttl: c_int) -> c_int;
-    fn coprocess_shim_get_data(key: *mut c_char, present: *mut c_int) -> *mut c_char;
-}
-
-/// `TykTriggerEvent(name, payload)`; false when the host does not define it.
-pub(crate) fn host_trigger_event(name: &str, payload: &str) -> bool {
-    let (n, p) = (c_string(name), c_string(payload));
-    // SAFETY: both are valid NUL-terminated strings that outlive the call; the host borrows
-    // them only for the call (SPEC section 1).
-    unsafe { coprocess_shim_trigger_event(n.as_ptr() as *mut c_char, p.as_ptr() as *mut c_char) != 0 }
-}
-
-/// `CoProcessLog(message, level)`; false when the host does not define it.
-pub(crate) fn host_log(message: &str, level: &str) -> bool {
-    let (m, l) = (c_string(message), c_string(level));
-    // SAFETY: as in host_trigger_event.
-    unsafe { coprocess_shim_log(m.as_ptr() as *mut c_char, l.as_ptr() as *mut c_char) != 0 }
-}
-
-/// `TykStoreData(key, value, ttl)` (ttl clamped to C's int); false when the host does not
-/// define it.
-pub(crate) fn host_store_data(key: &str, value: &str, ttl: i64) -> bool {
-    let (k, v) = (c_string(key), c_string(value));
-    let ttl = ttl.clamp(i64::from(c_int::MIN), i64::from(c_int::MAX)) as c_int;
-    // SAFETY: as in host_trigger_event.
-    unsafe { coprocess_shim_store_data(k.as_ptr() as *mut c_char, v.as_ptr() as *mut c_char, ttl) != 0 }
-}
-
-/// `TykGetData(key)`: `None` when the host does not define it, else the value (`None` inside
-/// for NULL; invalid UTF-8 replaced). The host's malloc'd string is freed here.
-pub(crate) fn host_get_data(key: &str) -> Option<Option<String>> {
-    let k = c_string(key);
-    let mut present: c_int = 0;
-    // SAFETY: `k` is a valid C string for the call; `present` is a valid out-pointer.
-    let value = unsafe { coprocess_shim_get_data(k.as_ptr() as *mut c_char, &mut present) };
-    if present == 0 {
-        return None;
-    }
-    if value.is_null() {
-        return Some(None);
-    }
-    // SAFETY: the host returned a malloc'd NUL-terminated string whose ownership passed to us.
-    let owned = unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned();
-    // SAFETY: ownership of the host's malloc'd buffer passed to us (SPEC section 1); freed once.
-    unsafe { libc::free(value as *mut c_void) };
-    Some(Some(owned))
-}
-
 /// `DispatchEvent`: see the export's documentation in include/api.h.
 ///
 /// # Safety
@@ -251,11 +191,6 @@ pub fn abi_version() -> *const c_char {
 mod tests {
     use super::*;
     use std::ffi::CStr;
-
-    #[test]
-    fn c_strings_survive_interior_nul() {
-        assert_eq!(c_string("a\0b").to_str().unwrap(), "a\u{FFFD}b");
-    }
 
     #[test]
     fn abi_version_matches_constant() {

@@ -7,7 +7,8 @@
 //! - [`Middleware`] / [`EventHandler`]: what a plugin implements; [`Registry`] names them.
 //! - [`Context`]: the read view of the Object plus recorded edits (reject, authenticate,
 //!   set headers, ...).
-//! - [`Host`]: the gateway's callbacks (events, logging, store); [`FakeHost`] for tests.
+//! - [`Host`]: the gateway's callbacks (events, logging, store); [`FakeHost`] for tests;
+//!   [`Store`] the store with its contract applied.
 //! - [`export_plugin!`]: build your own plugin library with your middleware.
 
 #![warn(missing_docs)]
@@ -20,6 +21,8 @@ pub mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
 pub mod host;
+#[allow(unsafe_code)]
+mod native;
 pub mod proto;
 pub mod registry;
 pub mod runtime;
@@ -37,9 +40,9 @@ mod exports;
 pub use config::ConfigSource;
 pub use context::{Answer, ApiIdentity, Context};
 pub use error::{Code, ConfigError, Error, MiddlewareError};
-pub use host::{FakeHost, Host, LogLevel, MemoryStore, NativeHost};
+pub use host::{FakeHost, Host, LogLevel, MemoryStore, NativeHost, Store, StoreError};
 pub use proto::{HookType, Object, SessionState};
-pub use registry::{Event, EventHandler, Middleware, Registry, Setup};
+pub use registry::{Blocking, Event, EventHandler, Middleware, Registry, Setup};
 pub use runtime::Runtime;
 pub use session::{SessionPatch, SessionTemplate};
 

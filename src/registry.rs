@@ -22,6 +22,20 @@ pub struct Setup<'a> {
     pub host: &'a dyn Host,
 }
 
+/// What a middleware instance may wait on while it handles a request. A host that runs
+/// dispatches on an event loop (the gRPC server) runs [`Blocking::Never`] dispatches inline
+/// and the others on a bounded pool of threads, so a slow store or network peer cannot stall
+/// dispatches that wait on nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Blocking {
+    /// Only computation: no host store call, no network.
+    Never,
+    /// Host store calls (`TykGetData`, `TykStoreData`, `CoProcessStoreDataIfAbsent`).
+    Store,
+    /// Network calls of its own, or anything else that may wait without bound.
+    Network,
+}
+
 /// A request middleware: registered under [`Middleware::NAME`], serving [`Middleware::HOOKS`].
 pub trait Middleware: Send + Sync + Sized + 'static {
     /// The name an API definition uses as hook name (`NAME` or `NAME:instance`).
@@ -40,6 +54,13 @@ pub trait Middleware: Send + Sync + Sized + 'static {
     /// Handle one call. Reject requests through `ctx`; return an error only when the
     /// middleware itself failed (-4).
     fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError>;
+
+    /// What this instance may wait on (see [`Blocking`]). The default, [`Blocking::Network`],
+    /// is right for a middleware that does not say; a middleware that calls neither the store
+    /// nor the network returns [`Blocking::Never`].
+    fn blocking(&self) -> Blocking {
+        Blocking::Network
+    }
 
     /// Called after every successful `Reload`, when instances built from the old
     /// configuration have been dropped. Drop any process-wide caches here.
@@ -81,11 +102,16 @@ pub trait EventHandler: Send + Sync + Sized + 'static {
 /// A configured middleware instance, type-erased.
 pub(crate) trait DynMiddleware: Send + Sync {
     fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError>;
+    fn blocking(&self) -> Blocking;
 }
 
 impl<T: Middleware> DynMiddleware for T {
     fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError> {
         Middleware::handle(self, ctx)
+    }
+
+    fn blocking(&self) -> Blocking {
+        Middleware::blocking(self)
     }
 }
 

@@ -12,7 +12,9 @@ use crate::context::{Answer, Context};
 use crate::error::{Code, ConfigError, Error};
 use crate::host::{Host, LogLevel};
 use crate::proto::{HookType, Object};
-use crate::registry::{DynMiddleware, Event, EventInstance, MiddlewareEntry, MiddlewareInstance, Registry, Setup};
+use crate::registry::{
+    Blocking, DynMiddleware, Event, EventInstance, MiddlewareEntry, MiddlewareInstance, Registry, Setup,
+};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -179,35 +181,55 @@ impl Runtime {
         }
     }
 
-    fn run<'o>(&'o self, mut ctx: Context<'o>, state: &State) -> Result<Context<'o>, Error> {
-        let (entry, name) = self.lookup(&ctx)?;
+    /// The configured instance that serves `ctx`'s hook: per-API `config_data` first, then the
+    /// global sections (see docs/configuration.md).
+    fn resolve<'s>(&self, ctx: &Context<'_>, state: &'s State) -> Result<Resolved<'s>, Error> {
+        let (entry, name) = self.lookup(ctx)?;
         let hook_name = ctx.hook_name();
-        let per_api = match ctx.spec_bytes("config_data").filter(|s| !s.is_empty()) {
-            Some(config_data) => per_api_instance(&state, config_data, hook_name, name, entry, &*self.host)?,
-            None => None,
-        };
-        let global: Option<&MiddlewareInstance> = if per_api.is_some() {
-            None
-        } else {
-            Some(
-                [hook_name, name]
-                    .iter()
-                    .find_map(|s| state.global_instances.get(*s))
-                    .unwrap_or_else(|| &state.default_instances[name]),
-            )
-        };
-        let instance: &dyn DynMiddleware = match (&per_api, global) {
-            (Some(arc), _) => &**arc,
-            (None, Some(Ok(arc))) => &**arc,
-            (None, Some(Err(e))) => return Err(config_error(e)),
-            (None, None) => unreachable!("one of per-API and global is chosen"),
-        };
+        if let Some(config_data) = ctx.spec_bytes("config_data").filter(|s| !s.is_empty()) {
+            if let Some(instance) = per_api_instance(state, config_data, hook_name, name, entry, &*self.host)? {
+                return Ok(Resolved::PerApi(instance));
+            }
+        }
+        let global = [hook_name, name]
+            .iter()
+            .find_map(|s| state.global_instances.get(*s))
+            .unwrap_or_else(|| &state.default_instances[name]);
+        match global {
+            Ok(instance) => Ok(Resolved::Global(instance)),
+            Err(e) => Err(config_error(e)),
+        }
+    }
+
+    fn run<'o>(&'o self, mut ctx: Context<'o>, state: &State) -> Result<Context<'o>, Error> {
+        let resolved = self.resolve(&ctx, state)?;
+        let instance = resolved.instance();
+        let hook_name = ctx.hook_name();
         match catch_unwind(AssertUnwindSafe(|| instance.handle(&mut ctx))) {
             Ok(Ok(())) => Ok(ctx),
             Ok(Err(e)) => Err(Error::new(Code::Middleware, format!("middleware {hook_name:?} failed: {e}"))),
             Err(p) => {
                 Err(Error::new(Code::Middleware, format!("middleware {hook_name:?} panicked: {}", panic_text(&*p))))
             }
+        }
+    }
+
+    /// What the middleware a dispatch of `input` would run may wait on ([`Blocking`]). Input
+    /// that a dispatch refuses before running any middleware (invalid bytes, an unknown hook,
+    /// a broken configuration) is [`Blocking::Never`]: its dispatch fails at once.
+    pub fn blocking(&self, input: &[u8]) -> Blocking {
+        let state = self.state.load();
+        if Self::check_size(&state, input.len()).is_err() {
+            return Blocking::Never;
+        }
+        let lazy = OnceCell::new();
+        let Ok(ctx) = Context::from_bytes(input, &lazy, &*self.host) else {
+            return Blocking::Never;
+        };
+        match catch_unwind(AssertUnwindSafe(|| self.resolve(&ctx, &state).map(|r| r.instance().blocking()))) {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => Blocking::Never,
+            Err(_) => Blocking::Network,
         }
     }
 
@@ -248,6 +270,22 @@ impl Runtime {
                 Code::Middleware,
                 format!("event handler {handler_name:?} panicked: {}", panic_text(&*p)),
             )),
+        }
+    }
+}
+
+/// A resolved middleware instance: built for this API's `config_data` (per thread), or one
+/// of the state's global instances.
+enum Resolved<'s> {
+    PerApi(Arc<dyn DynMiddleware>),
+    Global(&'s Arc<dyn DynMiddleware>),
+}
+
+impl Resolved<'_> {
+    fn instance(&self) -> &dyn DynMiddleware {
+        match self {
+            Resolved::PerApi(i) => &**i,
+            Resolved::Global(i) => &***i,
         }
     }
 }

@@ -90,14 +90,17 @@ fn overrides(obj: &Object) -> ReturnOverrides {
     obj.request.as_ref().unwrap().return_overrides.clone().unwrap_or_default()
 }
 
-/// (status, code, message) of a denial; panics when the request was not denied.
+/// (status, code, message) of a denial; panics when the request was not denied. The denial is
+/// rendered by the gateway's error template, so `response_error` is plain text,
+/// `<code>: <message>`, never a JSON document, and no override header is set.
 fn denial(obj: &Object) -> (i32, String, String) {
     let ro = overrides(obj);
     assert!(ro.response_code >= 400, "not denied: {ro:?}");
-    let v: Value = serde_json::from_str(&ro.response_error).expect("denial body is JSON");
-    assert_eq!(v.as_object().unwrap().len(), 2, "exactly error and message: {v}");
-    assert_eq!(ro.headers.get("Content-Type").map(String::as_str), Some("application/json"));
-    (ro.response_code, v["error"].as_str().unwrap().to_owned(), v["message"].as_str().unwrap().to_owned())
+    assert!(!ro.override_error, "a denial goes through the gateway's error template");
+    assert!(ro.headers.is_empty(), "no override headers: {:?}", ro.headers);
+    assert!(serde_json::from_str::<Value>(&ro.response_error).is_err(), "not JSON: {}", ro.response_error);
+    let (code, message) = ro.response_error.split_once(": ").expect("<code>: <message>");
+    (ro.response_code, code.to_owned(), message.to_owned())
 }
 
 fn assert_denied(obj: &Object, code: &str) -> String {
@@ -284,6 +287,35 @@ fn local_replayed_nonce_is_denied_on_this_and_other_nodes() {
     let b = SignedHeaders::sign("client-pub-B", "client-priv-B", URI, client::unix_millis(), &other.nonce);
     host2.store.set(&format!("reqhub-nonce-client-pub-A:{}", other.nonce), "1", 300);
     assert_passed(&dispatch(&rt2, &object(HookType::Pre, "ReqHubMerchant", &config, &as_refs(&pairs(&b)))));
+}
+
+#[test]
+fn local_store_outage_fails_closed_and_recovers() {
+    let (rt, host) = runtime();
+    host.store_unavailable.store(true, std::sync::atomic::Ordering::Relaxed);
+    let h = pairs(&signed_a(client::unix_millis()));
+    for _ in 0..3 {
+        let out = local(&rt, HookType::Pre, &as_refs(&h));
+        let (status, code, message) = denial(&out);
+        assert_eq!((status, code.as_str()), (503, codes::VERIFICATION_UNAVAILABLE), "{message}");
+    }
+    assert!(host.stores.lock().is_empty(), "nothing stored during the outage");
+    let events = host.events.lock().clone();
+    assert_eq!(events.len(), 3);
+    let payload: Value = serde_json::from_str(&events[0].1).unwrap();
+    assert_eq!(events[0].0, "ReqHubVerificationUnavailable");
+    assert_eq!((payload["mode"].as_str(), payload["client_key"].as_str()), (Some("local"), Some("client-pub-A")));
+    assert!(payload["reason"].as_str().unwrap().contains("unavailable"), "{payload}");
+    assert!(host
+        .logs
+        .lock()
+        .iter()
+        .any(|l| l.level == coprocess::LogLevel::Warning && l.message.contains("unavailable")));
+
+    // The store is back: the same request (its nonce was never recorded) passes once.
+    host.store_unavailable.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_passed(&local(&rt, HookType::Pre, &as_refs(&h)));
+    assert_denied(&local(&rt, HookType::Pre, &as_refs(&h)), codes::MERCHANT_SIGNATURE_INVALID);
 }
 
 #[test]

@@ -312,3 +312,28 @@ fn reload_rejects_unknown_and_invalid_sections() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn blocking_class_follows_the_instance_a_dispatch_would_run() {
+    use coprocess::Blocking;
+    let (rt, _) = runtime_with(r#"{"HMACSignatureAuth:nostore": {"store_prefix": ""}}"#);
+    let class = |b: ObjectBuilder| rt.blocking(&b.encode());
+    let reqhub_local = r#"{"ReqHubMerchant": {"mode": "local", "api": "a"}}"#;
+    let reqhub_remote = r#"{"ReqHubMerchant": {"public_key": "p", "private_key": "k", "verify_url": "http://127.0.0.1:9/req"}}"#;
+    assert_eq!(class(ObjectBuilder::new(HookType::Pre, "InjectHeaders")), Blocking::Never);
+    assert_eq!(class(ObjectBuilder::new(HookType::CustomKeyCheck, "StaticTokenAuth")), Blocking::Never);
+    // The global default HMACSignatureAuth looks unknown keys up in the store; an instance
+    // without a store prefix does not.
+    assert_eq!(class(ObjectBuilder::new(HookType::CustomKeyCheck, "HMACSignatureAuth")), Blocking::Store);
+    assert_eq!(class(ObjectBuilder::new(HookType::CustomKeyCheck, "HMACSignatureAuth:nostore")), Blocking::Never);
+    // Per-API configuration decides: local mode uses the store, remote mode the network.
+    let pre = |cd: &str| ObjectBuilder::new(HookType::Pre, "ReqHubMerchant").config_data(cd);
+    assert_eq!(class(pre(reqhub_local)), Blocking::Store);
+    assert_eq!(class(pre(reqhub_remote)), Blocking::Network);
+    // Middleware that does not say may block on anything.
+    assert_eq!(class(ObjectBuilder::new(HookType::Pre, "Probe")), Blocking::Network);
+    // What a dispatch refuses before running middleware fails at once.
+    assert_eq!(rt.blocking(b"\xff\xff"), Blocking::Never);
+    assert_eq!(class(ObjectBuilder::new(HookType::Pre, "Nobody")), Blocking::Never);
+    assert_eq!(class(pre("{broken")), Blocking::Never);
+}

@@ -332,7 +332,7 @@ func oneBuiltinCall(d *Dispatcher, fx *builtinsFixture, st *workerState, kind in
 		}
 		ro := out.Request.ReturnOverrides
 		if replay {
-			if ro.GetResponseCode() != 403 || !strings.Contains(ro.GetResponseError(), `"merchant_signature_invalid"`) {
+			if ro.GetResponseCode() != 403 || !strings.HasPrefix(ro.GetResponseError(), "merchant_signature_invalid: ") {
 				return fmt.Errorf("ReqHub replay answered %v", ro)
 			}
 		} else if ro.GetResponseCode() != -1 || !strings.Contains(out.Metadata["reqhub"], `"client_key":"conc-client"`) {

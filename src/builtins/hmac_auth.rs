@@ -26,7 +26,7 @@
 use super::signature::{self, is_tchar, parse_http_date, percent_decode_into};
 use crate::host::LogLevel;
 use crate::proto::{HookType, SessionState};
-use crate::{ConfigError, Context, Middleware, MiddlewareError, SessionTemplate, Setup};
+use crate::{Blocking, ConfigError, Context, Middleware, MiddlewareError, SessionTemplate, Setup};
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use parking_lot::RwLock;
@@ -371,6 +371,15 @@ impl Middleware for HmacSignatureAuth {
         })
     }
 
+    /// Keys outside `keys` are looked up in the host store unless `store_prefix` is empty.
+    fn blocking(&self) -> Blocking {
+        if self.store_prefix.is_empty() {
+            Blocking::Never
+        } else {
+            Blocking::Store
+        }
+    }
+
     fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         match self.check(ctx, now) {
@@ -496,7 +505,7 @@ impl HmacSignatureAuth {
             let mut store_key = String::with_capacity(self.store_prefix.len() + key_id.len());
             store_key.push_str(&self.store_prefix);
             store_key.push_str(key_id);
-            ctx.host().get_data(&store_key).filter(|s| !s.is_empty()).map(|s| Arc::new(KeyedSecret::new(s)))
+            ctx.store().get(&store_key).map(|s| Arc::new(KeyedSecret::new(s)))
         };
         let Some(cache) = &self.cache else {
             return fetch().map(Found::Store);

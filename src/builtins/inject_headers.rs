@@ -9,7 +9,7 @@
 //! case-insensitively); when it sent none, only `headers` is edited.
 
 use crate::proto::{Header, HookType, ResponseObject};
-use crate::{ConfigError, Context, Middleware, MiddlewareError, Setup};
+use crate::{Blocking, ConfigError, Context, Middleware, MiddlewareError, Setup};
 use std::collections::BTreeMap;
 
 /// Configuration of [`InjectHeaders`].
@@ -45,6 +45,10 @@ impl Middleware for InjectHeaders {
             return Err(ConfigError::new(format!("the value of header {name:?} contains CR, LF or NUL")));
         }
         Ok(InjectHeaders { config })
+    }
+
+    fn blocking(&self) -> Blocking {
+        Blocking::Never
     }
 
     fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError> {

@@ -16,20 +16,23 @@
 //!   (`client_not_found`), belong to this API (`product_mismatch`), sign correctly
 //!   (`client_signature_invalid`, compared in constant time), send a timestamp within
 //!   `window_ms` and a nonce not seen within the window (both `merchant_signature_invalid`).
-//!   Nonces live in the host store, so every gateway node sharing it catches replays.
+//!   Nonces live in the host store, so every gateway node sharing it catches replays; one
+//!   atomic store-if-absent decides a replay, and a store that does not answer is 503
+//!   `verification_unavailable` (fail closed).
 //!
 //! In both modes missing client headers are `headers_missing` and a `ClientUrl` different from
-//! `request_uri` is `url_mismatch`. Denials answer 403 with the JSON body
-//! `{"error":"<code>","message":"<text>"}`. As CustomKeyCheck a pass also sets the session
+//! `request_uri` is `url_mismatch`. Denials answer 403 with `response_error` =
+//! `<code>: <text>`, which the gateway's error template turns into
+//! `{"error": "<code>: <text>"}`. As CustomKeyCheck a pass also sets the session
 //! from the `session` template and `metadata["token"]` = `ClientKey`; PostKeyAuth behaves as
-//! Pre. See README.md for the configuration keys and the decisions taken.
+//! Pre. docs/builtins/reqhub-merchant.md has the configuration keys and the decisions taken.
 
 #[path = "reqhub_client.rs"]
 pub mod client;
 
 use self::client::{SignedHeaders, CLIENT_HEADERS};
 use crate::proto::{HookType, SessionState};
-use crate::{ConfigError, Context, LogLevel, Middleware, MiddlewareError, SessionTemplate, Setup};
+use crate::{Blocking, ConfigError, Context, LogLevel, Middleware, MiddlewareError, SessionTemplate, Setup};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -79,7 +82,7 @@ impl fmt::Debug for ClientEntry {
     }
 }
 
-/// Configuration of [`ReqHubMerchant`] (see README.md).
+/// Configuration of [`ReqHubMerchant`] (docs/builtins/reqhub-merchant.md).
 #[derive(Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReqHubMerchantConfig {
@@ -215,8 +218,10 @@ impl Denial {
         Denial::new(code, code_message(code))
     }
 
-    fn body(&self) -> String {
-        json!({"error": self.code, "message": self.message}).to_string()
+    /// The rejection text: `<code>: <message>`. The gateway renders it through its error
+    /// template, so the client receives `{"error": "<code>: <message>"}`.
+    fn text(&self) -> String {
+        format!("{}: {}", self.code, self.message)
     }
 }
 
@@ -412,6 +417,14 @@ impl Middleware for ReqHubMerchant {
         })
     }
 
+    /// Local mode keeps nonces in the host store; remote mode calls the verifier.
+    fn blocking(&self) -> Blocking {
+        match self.mode {
+            Mode::Local => Blocking::Store,
+            Mode::Remote => Blocking::Network,
+        }
+    }
+
     fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError> {
         let client = match read_client_headers(ctx) {
             Ok(c) => c,
@@ -448,7 +461,7 @@ impl Middleware for ReqHubMerchant {
 }
 
 fn deny(ctx: &mut Context<'_>, denial: &Denial) {
-    ctx.reject_with_headers(denial.status, denial.body(), vec![("Content-Type".into(), "application/json".into())]);
+    ctx.reject(denial.status, denial.text());
 }
 
 /// A header value for the upstream: compact JSON when the text is JSON, otherwise the text
@@ -493,17 +506,17 @@ impl ReqHubMerchant {
         if !bool::from(expected.as_bytes().ct_eq(client.token.as_bytes())) {
             return Verdict::Deny(Denial::generic(codes::CLIENT_SIGNATURE_INVALID));
         }
-        // Only authentic requests reach the store, so garbage cannot fill it. Get-then-set is
-        // not atomic: two nodes receiving the same request at the same instant can both pass.
+        // Only authentic requests reach the store, so garbage cannot fill it. One atomic
+        // store-if-absent decides the replay (atomic where the host implements it so).
         let store_key = format!("{}{}:{}", self.nonce_prefix, client.key, client.nonce);
-        if ctx.host().get_data(&store_key).is_some() {
-            return Verdict::Deny(Denial::new(
+        match ctx.store().set_if_absent(&store_key, client.timestamp, nonce_ttl(self.window_ms, ts, now_ms)) {
+            Ok(true) => Verdict::Pass(json!({"mode": "local", "client_key": client.key, "api": self.api}).to_string()),
+            Ok(false) => Verdict::Deny(Denial::new(
                 codes::MERCHANT_SIGNATURE_INVALID,
                 "ClientNonce was already used: this request repeats an earlier one. Use a fresh nonce for every request.",
-            ));
+            )),
+            Err(e) => self.unavailable(ctx, client, None, &format!("nonce store: {e}")),
         }
-        ctx.host().store_data(&store_key, client.timestamp, nonce_ttl(self.window_ms, ts, now_ms));
-        Verdict::Pass(json!({"mode": "local", "client_key": client.key, "api": self.api}).to_string())
     }
 
     fn verify_remote(&self, ctx: &Context<'_>, client: &ClientValues<'_>) -> Result<Verdict, MiddlewareError> {
@@ -519,7 +532,7 @@ impl ReqHubMerchant {
         }
         let mut response = match request.send_empty() {
             Ok(r) => r,
-            Err(e) => return Ok(self.unavailable(ctx, client, remote, &transport_reason(&e, remote.timeout_ms))),
+            Err(e) => return Ok(self.unavailable(ctx, client, Some(remote), &transport_reason(&e, remote.timeout_ms))),
         };
         let status = response.status().as_u16();
         let body = response.body_mut().with_config().limit(MAX_VERIFIER_BODY).read_to_vec();
@@ -529,7 +542,7 @@ impl ReqHubMerchant {
                 Err(e) => self.unavailable(
                     ctx,
                     client,
-                    remote,
+                    Some(remote),
                     &format!("reading the verifier's answer failed: {}", transport_reason(&e, remote.timeout_ms)),
                 ),
             });
@@ -558,20 +571,35 @@ impl ReqHubMerchant {
         }))
     }
 
-    fn unavailable(&self, ctx: &Context<'_>, client: &ClientValues<'_>, remote: &Remote, reason: &str) -> Verdict {
+    /// Verification could not be done (the verifier of remote mode, or the nonce store of
+    /// local mode, did not answer): 503, a warning log line and the gateway event.
+    fn unavailable(
+        &self,
+        ctx: &Context<'_>,
+        client: &ClientValues<'_>,
+        remote: Option<&Remote>,
+        reason: &str,
+    ) -> Verdict {
         let api = ctx.api();
-        let payload = json!({
+        let mut payload = json!({
             "event": UNAVAILABLE_EVENT,
             "hook": ctx.hook_name(),
             "api_id": api.api_id,
             "org_id": api.org_id,
-            "verify_url": remote.display_url,
-            "timeout_ms": remote.timeout_ms,
+            "mode": if remote.is_some() { "remote" } else { "local" },
             "reason": reason,
             "client_key": client.key,
             "path": client.url,
         });
-        ctx.log(LogLevel::Warning, &format!("ReqHubMerchant: verifier {} unavailable: {reason}", remote.display_url));
+        let what = match remote {
+            Some(r) => {
+                payload["verify_url"] = Value::from(r.display_url.as_str());
+                payload["timeout_ms"] = Value::from(r.timeout_ms);
+                format!("verifier {}", r.display_url)
+            }
+            None => "local verification".to_owned(),
+        };
+        ctx.log(LogLevel::Warning, &format!("ReqHubMerchant: {what} unavailable: {reason}"));
         ctx.host().trigger_event(UNAVAILABLE_EVENT, &payload.to_string());
         Verdict::Deny(Denial { status: 503, ..Denial::generic(codes::VERIFICATION_UNAVAILABLE) })
     }
@@ -704,12 +732,9 @@ mod tests {
     }
 
     #[test]
-    fn denial_bodies_are_json() {
+    fn denial_texts_start_with_the_code() {
         let d = Denial::new(codes::URL_MISMATCH, "say \"hi\"");
-        let v: Value = serde_json::from_str(&d.body()).unwrap();
-        assert_eq!(v["error"], "url_mismatch");
-        assert_eq!(v["message"], "say \"hi\"");
-        assert!(d.body().starts_with(r#"{"error":"url_mismatch","message":"#));
+        assert_eq!(d.text(), "url_mismatch: say \"hi\"");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! `Key not authorised` (the gateway's own text).
 
 use crate::proto::{HookType, SessionState};
-use crate::{ConfigError, Context, Middleware, MiddlewareError, SessionTemplate, Setup};
+use crate::{Blocking, ConfigError, Context, Middleware, MiddlewareError, SessionTemplate, Setup};
 use std::collections::BTreeMap;
 
 /// Configuration of [`StaticTokenAuth`].
@@ -71,6 +71,10 @@ impl Middleware for StaticTokenAuth {
             tokens,
             reject_code: config.reject_code,
         })
+    }
+
+    fn blocking(&self) -> Blocking {
+        Blocking::Never
     }
 
     fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError> {

@@ -28,7 +28,7 @@
 
 use crate::host::LogLevel;
 use crate::proto::HookType;
-use crate::{ConfigError, Context, Middleware, MiddlewareError, Setup};
+use crate::{Blocking, ConfigError, Context, Middleware, MiddlewareError, Setup};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -218,6 +218,14 @@ impl Middleware for UpstreamRequestSigning {
         Ok(UpstreamRequestSigning { signature_header, prefix, headers, signer })
     }
 
+    /// Only a `certificateId` key not fetched yet needs the store.
+    fn blocking(&self) -> Blocking {
+        match &self.signer {
+            Signer::Rsa(RsaSource::Store { cache, .. }) if cache.get().is_none() => Blocking::Store,
+            _ => Blocking::Never,
+        }
+    }
+
     fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError> {
         // Resolve the key first: a refused configuration edits nothing but return_overrides.
         let rsa_key = match self.resolve_key(ctx) {
@@ -353,8 +361,8 @@ impl UpstreamRequestSigning {
                     return Ok(Some(key.clone()));
                 }
                 let pem = ctx
-                    .host()
-                    .get_data(certificate_id)
+                    .store()
+                    .get(certificate_id)
                     .map(Zeroizing::new)
                     .ok_or_else(|| CERTIFICATE_NOT_FOUND.to_owned())?;
                 let key = parse_rsa_pem(pem.as_bytes()).map_err(|reason| format!("{BAD_KEY}: {reason}"))?;

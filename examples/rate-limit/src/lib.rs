@@ -68,7 +68,7 @@ impl Middleware for RateLimit {
         let digest = Sha256::digest(client.as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         let key = format!("{}{}:{}", self.config.prefix, hex, window);
-        let used = match ctx.host().get_data(&key) {
+        let used = match ctx.store().get(&key) {
             None => 0,
             Some(v) => v
                 .trim()
@@ -85,7 +85,7 @@ impl Middleware for RateLimit {
             ctx.reject_with_headers(429, "Rate limit exceeded", headers);
             return Ok(());
         }
-        ctx.host().store_data(&key, &(used + 1).to_string(), reset_in as i64);
+        ctx.store().set(&key, &(used + 1).to_string(), reset_in as i64);
         ctx.set_header("X-RateLimit-Remaining", (self.config.limit - used - 1).to_string());
         Ok(())
     }

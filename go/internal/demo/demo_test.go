@@ -78,7 +78,7 @@ func TestDemoDirectory(t *testing.T) {
 		`upstream checked the Authorization signature itself (Go crypto, keyId "demo-gateway-hmac", hmac-sha256): VALID`,
 		`upstream checked the Signature signature itself (Go crypto, keyId "demo-gateway-rsa", rsa-sha256): VALID`,
 		"(request-target): put /ledger/entries/7", `X-Reqhub-Result: {"api":"weather-api"`,
-		`answered by the gateway: {"error":"merchant_signature_invalid","message":"ClientNonce was already used`} {
+		"answered by the gateway: merchant_signature_invalid: ClientNonce was already used"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
 		}
