@@ -35,9 +35,21 @@ pub const COPROCESS_ERR_MIDDLEWARE: c_int = -4;
 /// Invalid configuration (global file, config_data, or a section of either).
 pub const COPROCESS_ERR_CONFIG: c_int = -5;
 
-/// The ABI version string returned by `CoProcessAbiVersion`.
-pub const ABI_VERSION: &str = "coprocess-abi/1";
-static ABI_VERSION_C: &[u8] = b"coprocess-abi/1\0";
+/// The ABI version this library implements, as `CoProcessAbiVersion` returns it. A host
+/// refuses a library whose version it does not know.
+pub const COPROCESS_ABI_VERSION: &str = "coprocess-abi/1";
+
+/// `COPROCESS_ABI_VERSION` with its NUL terminator, for `CoProcessAbiVersion`.
+static ABI_VERSION_C: [u8; COPROCESS_ABI_VERSION.len() + 1] = {
+    let mut out = [0u8; COPROCESS_ABI_VERSION.len() + 1];
+    let bytes = COPROCESS_ABI_VERSION.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+};
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -196,7 +208,7 @@ mod tests {
     fn abi_version_matches_constant() {
         // SAFETY: static NUL-terminated string.
         let s = unsafe { CStr::from_ptr(abi_version()) };
-        assert_eq!(s.to_str().unwrap(), ABI_VERSION);
+        assert_eq!(s.to_str().unwrap(), COPROCESS_ABI_VERSION);
     }
 
     #[test]
