@@ -223,7 +223,7 @@ bench-smoke: bench-driver bench-py
 bench-compare: setup
 	$(MAKE) pc bench-driver bench-py
 	$(GOENV) $(BENCH_PY) bench/compare.py --driver $(BENCH_DRIVER) --gen $(BENCH)/py --objects $(BENCH)/objects \
-	  --out bench/results.md --readme README.md --rounds $(BENCH_ROUNDS) --go-benchtime $(BENCH_GO_BENCHTIME) --go-count $(BENCH_GO_COUNT)
+	  --out bench/results.md --rounds $(BENCH_ROUNDS) --go-benchtime $(BENCH_GO_BENCHTIME) --go-count $(BENCH_GO_COUNT)
 
 # pkg-config file for in-tree builds (cgo: PKG_CONFIG_PATH=$(CURDIR)/build/pkgconfig).
 pc: build
