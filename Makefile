@@ -100,7 +100,7 @@ examples:
 $(BUILD)/example_rate_limit: ctests/example_rate_limit.c $(BUILD)/harness.o $(BUILD)/pb.o
 	$(CC) $(CFLAGS_STRICT) $(CINC) $< $(BUILD)/harness.o $(BUILD)/pb.o -L$(LIBDIR) -Wl,-rpath,$(LIBDIR) -l:librate_limit_plugin.so -lprotobuf-c -rdynamic -o $@
 
-# The library's exports and imports as SPEC section 1 requires.
+# The library's six exports and four weak host-function imports (docs/abi.md#exported-symbols).
 check-symbols: build
 	@n=$$(nm -D --defined-only $(LIB) | grep -cwE 'Dispatch|DispatchEvent|Reload|CoProcessFree|CoProcessLastError|CoProcessAbiVersion'); \
 	  test "$$n" = 6 || { echo "libcoprocess.so exports $$n of the 6 ABI symbols"; exit 1; }
@@ -187,7 +187,7 @@ go-pb:
 	  $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go
 	PATH=$(CURDIR)/$(BUILD)/protoc-gen-go/bin:$$PATH protoc -Iproto --go_out=go/pb --go_opt=paths=source_relative proto/coprocess.proto
 
-# ---- make bench-compare (issue 9): the library's Dispatch next to its floors and peers, one run,
+# ---- make bench-compare: the library's Dispatch next to its floors and peers, one run,
 # one table. Python peers run from a virtualenv under build/ (bench/requirements.txt, pinned);
 # the native driver is its own cargo workspace (bench/driver). Not part of `make test`.
 PYTHON ?= python3
@@ -223,7 +223,7 @@ bench-smoke: bench-driver bench-py
 bench-compare: setup
 	$(MAKE) pc bench-driver bench-py
 	$(GOENV) $(BENCH_PY) bench/compare.py --driver $(BENCH_DRIVER) --gen $(BENCH)/py --objects $(BENCH)/objects \
-	  --out bench/results.md --readme README.md --rounds $(BENCH_ROUNDS) --go-benchtime $(BENCH_GO_BENCHTIME) --go-count $(BENCH_GO_COUNT)
+	  --out bench/results.md --rounds $(BENCH_ROUNDS) --go-benchtime $(BENCH_GO_BENCHTIME) --go-count $(BENCH_GO_COUNT)
 
 # pkg-config file for in-tree builds (cgo: PKG_CONFIG_PATH=$(CURDIR)/build/pkgconfig).
 pc: build

@@ -4,7 +4,7 @@ files, so every peer gets the very same bytes.
 `bench` is the realistic CustomKeyCheck Object of benches/hmac_auth.rs (13 browser-like
 headers, a query, `spec` with APIID, OrgID, bundle_hash and a `config_data` holding the
 HMACSignatureAuth section with a session template), signed with hmac-sha512 over `date` with
-the SPEC's test vector (key `c2VjcmV0`; the skew check is off so the fixed Date stays valid).
+the reference vector (key `c2VjcmV0`; the skew check is off so the fixed Date stays valid).
 The other Objects are the same request with one thing changed, for the verdict smoke check.
 
     python bench/objects.py OUTDIR     # writes OUTDIR/<name>.bin for every Object
@@ -21,7 +21,7 @@ import coprocess_pb2 as pb
 
 API_ID = "b84fe1a04e5648927971c0557971565c"
 KEY_ID = "client-42"
-SECRET = "c2VjcmV0"  # the SPEC vector's key: test data, not a secret of anything
+SECRET = "c2VjcmV0"  # the reference vector's key: test data, not a secret of anything
 DATE = "Fri, 03 May 2024 12:00:42 GMT"
 CONFIG_DATA = (
     '{"HMACSignatureAuth":{"keys":{"client-42":"c2VjcmV0"},"allowed_algorithms":["hmac-sha256","hmac-sha512"],'

@@ -11,7 +11,7 @@ use prost::Message;
 use std::sync::Arc;
 
 const DATE: &str = "Fri, 03 May 2024 12:00:42 GMT";
-/// The SPEC vector (key `c2VjcmV0`, hmac-sha512 over `date: <DATE>`), query-escaped.
+/// The reference vector (key `c2VjcmV0`, hmac-sha512 over `date: <DATE>`), query-escaped.
 const SIG: &str = "9kwBK%2FyrjbSHJDI7INAhBmhHLTHRDkIe2uRWHEP8bgQFQvfXRksm6t2MHeLUyk9oosWDZyC17AbGeP8EFqrp%2BA%3D%3D";
 
 /// A host like a gateway whose log level filters out debug lines: logs are dropped (a

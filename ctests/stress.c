@@ -102,7 +102,7 @@ static struct request make_request(int kind) {
         req.n_headers = 1;
         break;
     case HMAC_OK: case HMAC_BAD:
-        /* The SPEC vector: key c2VjcmV0, this Date, hmac-sha512, URL-escaped signature. */
+        /* The reference vector: key c2VjcmV0, this Date, hmac-sha512, URL-escaped signature. */
         obj.hook_type = COPROCESS__HOOK_TYPE__CustomKeyCheck;
         obj.hook_name = "HMACSignatureAuth";
         h.value = kind == HMAC_OK

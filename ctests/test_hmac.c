@@ -18,7 +18,7 @@ static const char *UNSUPPORTED = "Bad HMAC request, unsupported algorithm";
 static const char *NOT_AUTHORIZED = "Custom middleware: Not authorized";
 
 /* Known answers for key "c2VjcmV0" over "date: Fri, 03 May 2024 12:00:42 GMT", query-escaped as
- * sent on the wire. sha512 is the SPEC vector; the others were produced with
+ * sent on the wire. sha512 is the reference vector; the others were produced with
  *   printf '%s' 'date: Fri, 03 May 2024 12:00:42 GMT' | openssl dgst -<alg> -hmac c2VjcmV0 -binary | base64
  * and then '+' -> %2B, '/' -> %2F, '=' -> %3D. */
 static const struct { const char *alg, *sig; } VECTORS[] = {

@@ -14,10 +14,11 @@ const DATE: &str = "Fri, 03 May 2024 12:00:42 GMT";
 const SECRET: &str = "c2VjcmV0";
 
 /// Known answers for key `c2VjcmV0` over the signing string `date: Fri, 03 May 2024 12:00:42 GMT`.
-/// The sha512 one is the SPEC's vector; the others were produced with
+/// The sha512 one is the reference vector (docs/builtins/hmac-signature-auth.md); the others
+/// were produced with
 /// `printf '%s' 'date: Fri, 03 May 2024 12:00:42 GMT' | openssl dgst -<alg> -hmac c2VjcmV0 -binary | base64`
 /// and cross-checked with Python's `hmac.new(key, msg, hashlib.<alg>).digest()`; the sha512
-/// output of both equals the SPEC's value.
+/// output of both equals the reference value.
 const VECTORS: [(&str, &str); 4] = [
     ("hmac-sha1", "dyxQFPTndnGXjLvUHID6DD1no8Q="),
     ("hmac-sha256", "hFn0BlRpQjwNrnlHki/9Wi/kXeLnIDoLtIAtDiz5W+c="),
@@ -520,9 +521,9 @@ fn clock_skew_window() {
             assert_rejected(&out, 401, NOT_AUTHORIZED, &format!("offset {offset}"));
         }
     }
-    // The SPEC vector's Date is long past.
+    // The reference vector's Date is long past.
     let out = dispatch(&rt, &object(&[("Authorization", &auth("k1", "hmac-sha512", VECTORS[3].1)), ("Date", DATE)]));
-    assert_rejected(&out, 401, NOT_AUTHORIZED, "stale SPEC vector");
+    assert_rejected(&out, 401, NOT_AUTHORIZED, "stale reference vector");
     // Other HTTP date forms and a numeric zone are understood.
     let rfc850 = {
         let d = http_date(now);

@@ -4,8 +4,8 @@ What an embedded-Python plugin driver does per hook, and what this module does i
 `dispatch(data)`: parse the serialised `coprocess.Object` with the official `protobuf`
 package, run the middleware registered under the hook's name, serialise the Object back.
 
-The middleware has the semantics of the library's `HMACSignatureAuth` (README, section
-"HMACSignatureAuth"), written independently in idiomatic Python:
+The middleware has the semantics of the library's `HMACSignatureAuth`
+(docs/builtins/hmac-signature-auth.md), written independently in idiomatic Python:
 - `Authorization: Signature keyId="..",algorithm="..",signature=".."[,headers=".."]`, parsed
   strictly (scheme, `name="value"` pairs, optional spaces/tabs after commas only, no control
   characters, no unknown or duplicate parameters);

@@ -22,7 +22,7 @@
 //!   return it, then `free` (the cost of any ABI that answers with a new buffer);
 //! - `hmac-sha512`: the HMAC computation alone, as the library does it: the keyed
 //!   HMAC-SHA512 state cloned, the signing string `date: <Date>` fed, the tag compared in
-//!   constant time with the SPEC vector (RustCrypto hmac 0.12 / sha2 0.10, as the library);
+//!   constant time with the reference vector (RustCrypto hmac 0.12 / sha2 0.10, as the library);
 //! - `timer`: an empty call, i.e. the cost of the two clock reads around each timed call.
 
 use hmac::{Hmac, Mac};
@@ -69,7 +69,7 @@ fn thread_cpu_seconds() -> f64 {
 #[no_mangle]
 pub extern "C" fn CoProcessLog(_msg: *mut c_char, _level: *mut c_char) {}
 
-/// The SPEC vector: key `c2VjcmV0`, `date: Fri, 03 May 2024 12:00:42 GMT`, HMAC-SHA512.
+/// The reference vector: key `c2VjcmV0`, `date: Fri, 03 May 2024 12:00:42 GMT`, HMAC-SHA512.
 const SIGNING_STRING: &[u8] = b"date: Fri, 03 May 2024 12:00:42 GMT";
 const KEY: &[u8] = b"c2VjcmV0";
 const TAG_HEX: &str = "f64c012bfcab8db48724323b20d0210668472d31d10e421edae4561c43fc6e040542f7d7464b26eadd8c1de2d4ca4f68a2c5836720b5ec06c678ff0416aae9f8";
@@ -161,7 +161,7 @@ fn run_thread(
             let mut mac = black_box(keyed).clone();
             mac.update(black_box(SIGNING_STRING));
             if mac.verify_slice(black_box(tag)).is_err() {
-                die("HMAC-SHA512 of the SPEC vector does not match");
+                die("HMAC-SHA512 of the reference vector does not match");
             }
         }
         Peer::Timer => {
