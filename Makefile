@@ -107,8 +107,8 @@ EXAMPLE_LIB := $(LIBDIR)/librate_limit_plugin.so
 examples:
 	$(CARGO) build --release --locked -p rate-limit-plugin -p hello-plugin
 	@for lib in $(EXAMPLE_LIB) $(LIBDIR)/libhello_plugin.so; do \
-	  n=$$(nm -D --defined-only $$lib | grep -cwE 'Dispatch|DispatchEvent|Reload|CoProcessFree|CoProcessLastError|CoProcessAbiVersion'); \
-	  test "$$n" = 6 || { echo "$$lib exports $$n of the 6 ABI symbols"; exit 1; }; done
+	  n=$$(nm -D --defined-only $$lib | grep -cwE 'Dispatch|DispatchEvent|Reload|CoProcessFree|CoProcessLastError|CoProcessAbiVersion|CoProcessMetrics'); \
+	  test "$$n" = 7 || { echo "$$lib exports $$n of the 7 ABI symbols"; exit 1; }; done
 	$(MAKE) $(BUILD)/example_rate_limit
 	$(BUILD)/example_rate_limit
 	$(VALGRIND) $(BUILD)/example_rate_limit
@@ -116,13 +116,13 @@ examples:
 $(BUILD)/example_rate_limit: ctests/example_rate_limit.c $(BUILD)/harness.o $(BUILD)/pb.o
 	$(CC) $(CFLAGS_STRICT) $(CINC) $< $(BUILD)/harness.o $(BUILD)/pb.o -L$(LIBDIR) -Wl,-rpath,$(LIBDIR) -l:librate_limit_plugin.so -lprotobuf-c -rdynamic -o $@
 
-# The library's six exports and four weak host-function imports (docs/abi.md#exported-symbols).
+# The library's seven exports and five weak host-function imports (docs/abi.md#exported-symbols).
 check-symbols: build
-	@n=$$(nm -D --defined-only $(LIB) | grep -cwE 'Dispatch|DispatchEvent|Reload|CoProcessFree|CoProcessLastError|CoProcessAbiVersion'); \
-	  test "$$n" = 6 || { echo "libcoprocess.so exports $$n of the 6 ABI symbols"; exit 1; }
+	@n=$$(nm -D --defined-only $(LIB) | grep -cwE 'Dispatch|DispatchEvent|Reload|CoProcessFree|CoProcessLastError|CoProcessAbiVersion|CoProcessMetrics'); \
+	  test "$$n" = 7 || { echo "libcoprocess.so exports $$n of the 7 ABI symbols"; exit 1; }
 	@n=$$(nm -D --undefined-only $(LIB) | grep -wE 'TykTriggerEvent|CoProcessLog|TykStoreData|TykGetData|CoProcessStoreDataIfAbsent' | grep -c ' w '); \
 	  test "$$n" = 5 || { echo "libcoprocess.so weakly imports $$n of the 5 host functions"; exit 1; }
-	@echo "libcoprocess.so: 6 exports defined, 5 host functions imported weakly"
+	@echo "libcoprocess.so: 7 exports defined, 5 host functions imported weakly"
 
 # The C harness built with clang's AddressSanitizer + LeakSanitizer (Debian's clang-14 and
 # libclang-rt-14-dev). The Rust library is not instrumented, but ASan replaces malloc/free

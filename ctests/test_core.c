@@ -271,6 +271,39 @@ static void test_answer_layout(void) {
     }
 }
 
+/* The value of a sample line `series value` in a metrics exposition, -1 when absent. */
+static long long metric(const char *text, size_t len, const char *series) {
+    size_t n = strlen(series);
+    const char *end = text + len;
+    for (const char *line = text; line < end;) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t l = nl ? (size_t)(nl - line) : (size_t)(end - line);
+        if (l > n && memcmp(line, series, n) == 0 && line[n] == ' ') return atoll(line + n + 1);
+        line += l + 1;
+    }
+    return -1;
+}
+
+/* Runs last: the counts cover every dispatch this program made. */
+static void test_metrics(void) {
+    CHECK(CoProcessMetrics(NULL) == COPROCESS_ERR_NULL, "NULL out");
+    struct CoProcessMessage out = { NULL, 0 };
+    CHECK(CoProcessMetrics(&out) == COPROCESS_OK, "CoProcessMetrics");
+    CHECK(out.p_data != NULL && out.length > 0, "a malloc'd exposition");
+    if (!out.p_data) return;
+    const char *text = out.p_data;
+    size_t len = (size_t)out.length;
+    long long passed = metric(text, len, "coprocess_dispatch_total{middleware=\"StaticTokenAuth\",hook=\"CustomKeyCheck\",outcome=\"passed\"}");
+    long long rejected = metric(text, len, "coprocess_dispatch_total{middleware=\"StaticTokenAuth\",hook=\"CustomKeyCheck\",outcome=\"rejected\"}");
+    long long garbage = metric(text, len, "coprocess_dispatch_total{middleware=\"unregistered\",hook=\"Unknown\",outcome=\"error\"}");
+    long long reloads = metric(text, len, "coprocess_reload_total{result=\"ok\"}");
+    CHECK(passed >= 1 && rejected >= 1, "StaticTokenAuth passed %lld, rejected %lld", passed, rejected);
+    CHECK(garbage >= 1, "garbage counted as unregistered: %lld", garbage);
+    CHECK(reloads >= 1, "reloads %lld", reloads);
+    CHECK(memchr(text, '\0', len) == NULL, "text without NUL");
+    CoProcessFree(out.p_data);
+}
+
 int main(void) {
     CHECK(harness_write_file(CONFIG_PATH, GLOBAL_V1) == 0, "write %s", CONFIG_PATH);
     setenv("COPROCESS_CONFIG", CONFIG_PATH, 1);
@@ -284,6 +317,7 @@ int main(void) {
     test_answer_layout();
     test_events();
     test_reload();
+    test_metrics();
     harness_reset();
     return harness_summary();
 }

@@ -139,6 +139,15 @@ const char *CoProcessLastError(void);
  */
 const char *CoProcessAbiVersion(void);
 
+/*
+ Write the library's metrics into `out`: the Prometheus text exposition format
+ (version 0.0.4) in a malloc(3) buffer of `length` bytes (no NUL terminator), which the
+ caller releases with free(3) or CoProcessFree. Dispatches by middleware, hook type and
+ outcome, their durations, events, reloads and the configuration cache
+ (docs/operations.md). Returns 0, or COPROCESS_ERR_NULL when `out` is NULL.
+ */
+int CoProcessMetrics(struct CoProcessMessage *out);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -150,6 +150,26 @@ pub unsafe fn dispatch(
     })
 }
 
+/// `CoProcessMetrics`: see the export's documentation in include/api.h.
+///
+/// # Safety
+/// `out` is null or points to a writable `CoProcessMessage`.
+pub unsafe fn metrics(runtime: impl FnOnce() -> &'static Runtime, out: *mut CoProcessMessage) -> c_int {
+    guarded(|| {
+        if out.is_null() {
+            return Err(Error::new(Code::NullPointer, "out is a null pointer"));
+        }
+        let text = runtime().metrics();
+        let (p, len) = malloc_answer(text.as_bytes(), &Answer::Appended(Vec::new()))?;
+        // SAFETY: checked non-null above; the caller owns the struct.
+        unsafe {
+            (*out).p_data = p;
+            (*out).length = len;
+        }
+        Ok(())
+    })
+}
+
 /// `DispatchEvent`: see the export's documentation in include/api.h.
 ///
 /// # Safety
@@ -187,7 +207,7 @@ pub fn abi_version() -> *const c_char {
 }
 
 /// Emit the coprocess C ABI (`Dispatch`, `DispatchEvent`, `Reload`, `CoProcessFree`,
-/// `CoProcessLastError`, `CoProcessAbiVersion`) from a `cdylib` crate, over a registry filled by
+/// `CoProcessLastError`, `CoProcessAbiVersion`, `CoProcessMetrics`) from a `cdylib` crate, over a registry filled by
 /// the given function. This macro is the one definition of the exported functions: the
 /// library built from this repository (cdylib/) uses it too, and include/api.h is generated from
 /// the items between the `exports` markers below (`make header`).
@@ -267,6 +287,16 @@ macro_rules! export_plugin {
         #[no_mangle]
         pub extern "C" fn CoProcessAbiVersion() -> *const ::std::ffi::c_char {
             $crate::abi::abi_version()
+        }
+        /// Write the library's metrics into `out`: the Prometheus text exposition format
+        /// (version 0.0.4) in a malloc(3) buffer of `length` bytes (no NUL terminator), which the
+        /// caller releases with free(3) or CoProcessFree. Dispatches by middleware, hook type and
+        /// outcome, their durations, events, reloads and the configuration cache
+        /// (docs/operations.md). Returns 0, or COPROCESS_ERR_NULL when `out` is NULL.
+        #[no_mangle]
+        pub unsafe extern "C" fn CoProcessMetrics(out: *mut $crate::abi::CoProcessMessage) -> ::std::ffi::c_int {
+            // SAFETY: the caller upholds the documented pointer contract.
+            unsafe { $crate::abi::metrics(__coprocess_runtime, out) }
         }
         // exports: end
     };

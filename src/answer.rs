@@ -227,6 +227,19 @@ impl Edits {
         self.working.as_mut().expect("just set")
     }
 
+    /// `return_overrides.response_code` of the answer: the last code a middleware set, else
+    /// the one sent.
+    pub(crate) fn response_code(&self, view: &ObjectView<'_>) -> i32 {
+        if let Some(obj) = &self.working {
+            return obj.request.as_ref().and_then(|r| r.return_overrides.as_ref()).map_or(0, |o| o.response_code);
+        }
+        let set = self.list.iter().rev().find_map(|e| match e {
+            Edit::Override { code, .. } => Some(*code),
+            _ => None,
+        });
+        set.unwrap_or_else(|| view.original_overrides().0)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.working.is_none() && self.list.is_empty()
     }

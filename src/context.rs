@@ -23,6 +23,7 @@ pub struct Context<'a> {
     view: ObjectView<'a>,
     host: &'a dyn Host,
     edits: Edits,
+    trace_id: Option<&'a str>,
 }
 
 impl<'a> std::ops::Deref for Context<'a> {
@@ -37,7 +38,25 @@ impl<'a> Context<'a> {
     /// A context over serialised Object bytes, validated here as strictly as a full decode
     /// but read lazily. `scratch` holds what the view decodes on demand.
     pub fn from_bytes(bytes: &'a [u8], scratch: &'a Scratch, host: &'a dyn Host) -> Result<Self, WireError> {
-        Ok(Context { view: ObjectView::new(bytes, scratch)?, host, edits: Edits::default() })
+        Ok(Context { view: ObjectView::new(bytes, scratch)?, host, edits: Edits::default(), trace_id: None })
+    }
+
+    /// Use `trace_id` as this request's trace id (a host that knows it from elsewhere, such as
+    /// the gRPC server from the call's metadata).
+    pub fn set_trace_id(&mut self, trace_id: &'a str) {
+        self.trace_id = Some(trace_id);
+    }
+
+    /// The request's W3C trace id (32 lower-case hex digits): the one the host set, else the
+    /// trace-id field of a valid `traceparent` request header. Log lines written through
+    /// [`Context::log`] carry it.
+    pub fn trace_id(&self) -> Option<&'a str> {
+        self.trace_id.or_else(|| self.view.header("traceparent").and_then(traceparent_trace_id))
+    }
+
+    /// Whether the answer so far rejects the request (`return_overrides.response_code >= 400`).
+    pub(crate) fn rejects(&self) -> bool {
+        self.edits.response_code(&self.view) >= 400
     }
 
     /// The read view of the Object as the gateway sent it.
@@ -55,9 +74,13 @@ impl<'a> Context<'a> {
         Store::new(self.host)
     }
 
-    /// Log through the host's `CoProcessLog`.
+    /// Log through the host's `CoProcessLog`, with the request's trace id when it has one
+    /// ([`Host::log_traced`]).
     pub fn log(&self, level: LogLevel, message: &str) {
-        self.host.log(level, message)
+        match self.trace_id() {
+            Some(id) => self.host.log_traced(level, message, id),
+            None => self.host.log(level, message),
+        }
     }
 
     // ---- Edits ----
@@ -213,6 +236,24 @@ impl<'a> Context<'a> {
     }
 }
 
+/// The trace id of a W3C `traceparent` value (`version-traceid-parentid-flags`, lower-case
+/// hex), `None` when it is not one: a version other than `ff` of 2 hex digits, a non-zero trace
+/// id of 32 and a non-zero parent id of 16; version 00 has exactly these four fields.
+pub fn traceparent_trace_id(value: &str) -> Option<&str> {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let mut parts = value.trim().split('-');
+    let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2)
+        && (version != "00" || parts.next().is_none());
+    valid.then_some(trace)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +376,44 @@ mod tests {
             let expected: BTreeMap<String, String> = multi.iter().map(|(k, v)| (k.clone(), v[0].clone())).collect();
             assert_eq!(firsts, expected);
         }
+    }
+
+    #[test]
+    fn traceparent_values() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(traceparent_trace_id(&format!("00-{id}-00f067aa0ba902b7-01")), Some(id));
+        assert_eq!(traceparent_trace_id(&format!("01-{id}-00f067aa0ba902b7-01-extra")), Some(id));
+        for bad in [
+            format!("00-{id}-00f067aa0ba902b7-01-extra"),
+            format!("ff-{id}-00f067aa0ba902b7-01"),
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{id}-0000000000000000-01"),
+            format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()),
+            format!("00-{id}-00f067aa0ba902b7"),
+            "garbage".to_owned(),
+        ] {
+            assert_eq!(traceparent_trace_id(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_lines_carry_the_trace_id() {
+        let mut obj = sample();
+        obj.request
+            .as_mut()
+            .unwrap()
+            .headers
+            .insert("traceparent".into(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        let bytes = obj.encode_to_vec();
+        let host = FakeHost::new();
+        let scratch = Scratch::new();
+        let mut ctx = Context::from_bytes(&bytes, &scratch, &host).unwrap();
+        ctx.log(LogLevel::Info, "from the header");
+        ctx.set_trace_id("0af7651916cd43dd8448eb211c80319c");
+        ctx.log(LogLevel::Info, "from the host");
+        let logs = host.logs.lock();
+        assert_eq!(logs[0].message, "from the header trace_id=4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(logs[1].message, "from the host trace_id=0af7651916cd43dd8448eb211c80319c");
     }
 
     #[test]

@@ -67,6 +67,12 @@ pub trait Host: Send + Sync {
     fn trigger_event(&self, name: &str, payload: &str);
     /// Write a log line (`CoProcessLog`).
     fn log(&self, level: LogLevel, message: &str);
+    /// Write a log line about a request with its W3C trace id. The default appends
+    /// ` trace_id=<id>` to the message (`CoProcessLog` has no fields); a host with structured
+    /// logs puts the id in a field of its own.
+    fn log_traced(&self, level: LogLevel, message: &str, trace_id: &str) {
+        self.log(level, &format!("{message} trace_id={trace_id}"));
+    }
     /// Store a value with a TTL in seconds; `ttl <= 0` means no expiry (`TykStoreData`).
     fn store_data(&self, key: &str, value: &str, ttl: i64);
     /// Read a value as the host returns it (`TykGetData`): `None` when absent.

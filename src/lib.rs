@@ -25,6 +25,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod host;
+pub mod metrics;
 #[allow(unsafe_code)]
 mod native;
 pub mod proto;

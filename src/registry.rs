@@ -137,6 +137,8 @@ fn parse_section<C: DeserializeOwned + Default>(section: &str, value: Option<&Va
 }
 
 pub(crate) struct MiddlewareEntry {
+    /// Its position in the registry's name order (its metrics slot), set by the runtime.
+    pub(crate) index: usize,
     pub(crate) hooks: &'static [HookType],
     pub(crate) build: fn(Option<&Value>, &Setup<'_>) -> MiddlewareInstance,
     pub(crate) on_reload: fn(),
@@ -176,7 +178,7 @@ impl Registry {
         assert!(!T::NAME.is_empty() && !T::NAME.contains(':'), "middleware name must be non-empty and contain no ':'");
         self.middleware.insert(
             T::NAME,
-            MiddlewareEntry { hooks: T::HOOKS, build: build_middleware::<T>, on_reload: T::on_reload },
+            MiddlewareEntry { index: 0, hooks: T::HOOKS, build: build_middleware::<T>, on_reload: T::on_reload },
         );
         self
     }

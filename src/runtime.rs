@@ -12,6 +12,7 @@ use crate::config::{base_name, ConfigSource, Sections};
 use crate::context::Context;
 use crate::error::{Code, ConfigError, Error};
 use crate::host::{Host, LogLevel, NativeHost};
+use crate::metrics::{self, Metrics, Outcome};
 use crate::proto::{HookType, Object};
 use crate::registry::{
     Blocking, DynMiddleware, Event, EventInstance, MiddlewareEntry, MiddlewareInstance, Registry, Setup,
@@ -66,6 +67,7 @@ pub struct Runtime {
     /// Serialises reloads. Also holds a second reference to the current state: ArcSwap keeps
     /// only an interior pointer, which leak checkers report as "possibly lost" at exit.
     reload_lock: Mutex<Arc<State>>,
+    metrics: Metrics,
 }
 
 fn config_error(e: &ConfigError) -> Error {
@@ -84,7 +86,14 @@ impl Runtime {
     /// A runtime over `registry`. The global configuration is read from `source` now; a
     /// missing or broken file leaves an empty global configuration and logs the error
     /// through the host at level error.
-    pub fn new(registry: Registry, host: Arc<dyn Host>, source: ConfigSource) -> Self {
+    pub fn new(mut registry: Registry, host: Arc<dyn Host>, source: ConfigSource) -> Self {
+        for (index, entry) in registry.middleware.values_mut().enumerate() {
+            entry.index = index;
+        }
+        let metrics = Metrics::new(
+            registry.middleware.iter().map(|(name, e)| (*name, e.hooks)).collect(),
+            registry.events.keys().copied().collect(),
+        );
         let loaded =
             source.load().and_then(|sections| build_state(&registry, &*host, &sections, true)).and_then(with_limit);
         let state = loaded.unwrap_or_else(|e| {
@@ -95,7 +104,7 @@ impl Runtime {
             empty
         });
         let state = Arc::new(state);
-        Runtime { registry, host, source, state: ArcSwap::new(state.clone()), reload_lock: Mutex::new(state) }
+        Runtime { registry, host, source, state: ArcSwap::new(state.clone()), reload_lock: Mutex::new(state), metrics }
     }
 
     /// A runtime over `registry` with the process's host functions ([`NativeHost`]) and the
@@ -118,6 +127,12 @@ impl Runtime {
     /// configuration and notify every middleware, atomically with respect to dispatches.
     /// On error the last good state stays in force (code -5).
     pub fn reload(&self) -> Result<(), Error> {
+        let result = self.reload_state();
+        self.metrics.reload(result.is_ok());
+        result
+    }
+
+    fn reload_state(&self) -> Result<(), Error> {
         let mut current = self.reload_lock.lock();
         let state = self
             .source
@@ -154,12 +169,52 @@ impl Runtime {
     /// the [`Answer`] holds only the appended edits, so a caller copies the whole answer once,
     /// into its own buffer (the C ABI writes it straight into the malloc'd buffer it returns).
     pub fn dispatch_answer(&self, input: &[u8]) -> Result<Answer, Error> {
+        self.dispatch_traced(input, None)
+    }
+
+    /// [`Runtime::dispatch_answer`] for a request whose trace id the host knows (the gRPC
+    /// server reads it from the call's `traceparent` metadata); without one the context reads
+    /// the request's own `traceparent` header ([`Context::trace_id`]).
+    pub fn dispatch_traced(&self, input: &[u8], trace_id: Option<&str>) -> Result<Answer, Error> {
+        let start = self.metrics.now();
+        let mut labels = (self.metrics.unregistered_middleware(), 0);
+        let result = self.dispatch_counted(input, trace_id, &mut labels);
+        let outcome = match &result {
+            Ok((_, false)) => Outcome::Passed,
+            Ok((_, true)) => Outcome::Rejected,
+            Err(_) => Outcome::Error,
+        };
+        self.metrics.dispatch_since(labels.0, labels.1, outcome, start);
+        result.map(|(answer, _)| answer)
+    }
+
+    /// The dispatch, noting in `labels` the middleware slot and hook it resolved to; answers
+    /// whether the answer rejects the request.
+    fn dispatch_counted(
+        &self,
+        input: &[u8],
+        trace_id: Option<&str>,
+        labels: &mut (usize, usize),
+    ) -> Result<(Answer, bool), Error> {
         let state = self.state.load();
         Self::check_size(&state, input.len())?;
         let scratch = Scratch::new();
-        let ctx = Context::from_bytes(input, &scratch, &*self.host)
+        let mut ctx = Context::from_bytes(input, &scratch, &*self.host)
             .map_err(|e| Error::new(Code::InvalidInput, format!("bytes are not a valid coprocess.Object: {e}")))?;
-        Ok(self.run(ctx, &state)?.finish())
+        if let Some(id) = trace_id {
+            ctx.set_trace_id(id);
+        }
+        labels.1 = metrics::hook_index(ctx.hook_type_raw());
+        let ctx = self.run(ctx, &state, &mut labels.0)?;
+        let rejected = ctx.rejects();
+        Ok((ctx.finish(), rejected))
+    }
+
+    /// The metrics of this runtime in the Prometheus text exposition format: dispatches by
+    /// middleware, hook type and outcome, their durations, events, reloads and the per-API
+    /// configuration cache (docs/operations.md).
+    pub fn metrics(&self) -> String {
+        self.metrics.render()
     }
 
     /// Dispatch a decoded Object (encoded, dispatched, the answer decoded): for in-process
@@ -193,11 +248,13 @@ impl Runtime {
 
     /// The configured instance that serves `ctx`'s hook: per-API `config_data` first, then the
     /// global sections (see docs/configuration.md).
-    fn resolve<'s>(&self, ctx: &Context<'_>, state: &'s State) -> Result<Resolved<'s>, Error> {
+    fn resolve<'s>(&self, ctx: &Context<'_>, state: &'s State, slot: &mut usize) -> Result<Resolved<'s>, Error> {
         let (entry, name) = self.lookup(ctx)?;
+        *slot = entry.index;
         let hook_name = ctx.hook_name();
         if let Some(config_data) = ctx.spec_bytes("config_data").filter(|s| !s.is_empty()) {
-            if let Some(instance) = per_api_instance(state, config_data, hook_name, name, entry, &*self.host)? {
+            let cache = (state, &self.metrics);
+            if let Some(instance) = per_api_instance(cache, config_data, hook_name, name, entry, &*self.host)? {
                 return Ok(Resolved::PerApi(instance));
             }
         }
@@ -211,8 +268,8 @@ impl Runtime {
         }
     }
 
-    fn run<'o>(&'o self, mut ctx: Context<'o>, state: &State) -> Result<Context<'o>, Error> {
-        let resolved = self.resolve(&ctx, state)?;
+    fn run<'o>(&'o self, mut ctx: Context<'o>, state: &State, slot: &mut usize) -> Result<Context<'o>, Error> {
+        let resolved = self.resolve(&ctx, state, slot)?;
         let instance = resolved.instance();
         let hook_name = ctx.hook_name();
         match catch_unwind(AssertUnwindSafe(|| instance.handle(&mut ctx))) {
@@ -236,7 +293,9 @@ impl Runtime {
         let Ok(ctx) = Context::from_bytes(input, &scratch, &*self.host) else {
             return Blocking::Never;
         };
-        match catch_unwind(AssertUnwindSafe(|| self.resolve(&ctx, &state).map(|r| r.instance().blocking()))) {
+        let mut slot = 0;
+        match catch_unwind(AssertUnwindSafe(|| self.resolve(&ctx, &state, &mut slot).map(|r| r.instance().blocking())))
+        {
             Ok(Ok(b)) => b,
             Ok(Err(_)) => Blocking::Never,
             Err(_) => Blocking::Network,
@@ -245,6 +304,13 @@ impl Runtime {
 
     /// Run the event handler named in the gateway's event JSON.
     pub fn dispatch_event(&self, json: &[u8]) -> Result<(), Error> {
+        let mut handler = None;
+        let result = self.dispatch_event_counted(json, &mut handler);
+        self.metrics.event(handler, result.is_ok());
+        result
+    }
+
+    fn dispatch_event_counted(&self, json: &[u8], handler: &mut Option<usize>) -> Result<(), Error> {
         let state = self.state.load();
         Self::check_size(&state, json.len())?;
         let raw = std::str::from_utf8(json)
@@ -256,6 +322,7 @@ impl Runtime {
             )
         })?;
         let handler_name = envelope.handler_name.as_str();
+        *handler = self.metrics.handler_index(handler_name);
         let instance = match state.events.get(handler_name) {
             Some(Ok(h)) => h.clone(),
             Some(Err(e)) => return Err(config_error(e)),
@@ -390,7 +457,7 @@ thread_local! {
 /// The instance configured by the per-API `config_data`, or `None` when it has no section for
 /// this hook (the global configuration applies).
 fn per_api_instance(
-    state: &State,
+    (state, metrics): (&State, &Metrics),
     config_data: &[u8],
     hook_name: &str,
     name: &'static str,
@@ -409,12 +476,14 @@ fn per_api_instance(
         }
         let api = cache.entries.get_mut(config_data).expect("inserted above");
         if let Some(found) = api.instances.get(hook_name) {
+            metrics.config_cache(true);
             return match found {
                 None => Ok(None),
                 Some(Ok(instance)) => Ok(Some(instance.clone())),
                 Some(Err(e)) => Err(config_error(e)),
             };
         }
+        metrics.config_cache(false);
         let sections = match &api.sections {
             Ok(s) => s,
             Err(e) => return Err(Error::new(Code::Config, format!("invalid config_data: {e}"))),

@@ -338,3 +338,64 @@ fn blocking_class_follows_the_instance_a_dispatch_would_run() {
     assert_eq!(class(ObjectBuilder::new(HookType::Pre, "Nobody")), Blocking::Never);
     assert_eq!(class(pre("{broken")), Blocking::Never);
 }
+
+/// The value of one sample line of a Prometheus exposition (0 when absent).
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn metrics_count_every_dispatch_by_middleware_hook_and_outcome() {
+    let (rt, _) = runtime_with(r#"{"StaticTokenAuth": {"tokens": {"t": {}}, "reject_code": 401}}"#);
+    let key =
+        |token: &str| ObjectBuilder::new(HookType::CustomKeyCheck, "StaticTokenAuth").header("Authorization", token);
+    for _ in 0..3 {
+        dispatch(&rt, key("t")).unwrap();
+    }
+    for _ in 0..2 {
+        dispatch(&rt, key("wrong")).unwrap();
+    }
+    dispatch(&rt, ObjectBuilder::new(HookType::Pre, "Faulty").header("X-Do", "panic")).unwrap_err();
+    dispatch(&rt, ObjectBuilder::new(HookType::Pre, "InjectHeaders").config_data("{broken")).unwrap_err();
+    // Hostile hook names and garbage count under one fixed label value: the series stay bounded.
+    for i in 0..500 {
+        dispatch(&rt, ObjectBuilder::new(HookType::Pre, &format!("Nobody{i}"))).unwrap_err();
+    }
+    rt.dispatch(b"\xff\xff\xff").unwrap_err();
+    rt.dispatch_event(br#"{"message":{"Type":"AuthFailure"},"handler_name":"Counter"}"#).unwrap();
+    rt.dispatch_event(br#"{"message":{"Type":"AuthFailure"},"handler_name":"Nobody"}"#).unwrap_err();
+    rt.reload().unwrap();
+    let text = rt.metrics();
+    let total = |m: &str, h: &str, o: &str| {
+        sample(&text, &format!("coprocess_dispatch_total{{middleware=\"{m}\",hook=\"{h}\",outcome=\"{o}\"}}"))
+    };
+    assert_eq!(total("StaticTokenAuth", "CustomKeyCheck", "passed"), 3, "{text}");
+    assert_eq!(total("StaticTokenAuth", "CustomKeyCheck", "rejected"), 2);
+    assert_eq!(total("Faulty", "Pre", "error"), 1);
+    assert_eq!(total("InjectHeaders", "Pre", "error"), 1);
+    assert_eq!(total("unregistered", "Pre", "error"), 500);
+    assert_eq!(total("unregistered", "Unknown", "error"), 1);
+    assert_eq!(sample(&text, r#"coprocess_dispatch_duration_seconds_count{middleware="StaticTokenAuth"}"#), 5);
+    assert_eq!(sample(&text, r#"coprocess_event_total{handler="Counter",outcome="ok"}"#), 1);
+    assert_eq!(sample(&text, r#"coprocess_event_total{handler="unregistered",outcome="error"}"#), 1);
+    assert_eq!(sample(&text, r#"coprocess_reload_total{result="ok"}"#), 1);
+    assert!(!text.contains("Nobody"), "no label value from a request");
+    let series = text.lines().filter(|l| !l.starts_with('#')).count();
+    for i in 0..500 {
+        dispatch(&rt, ObjectBuilder::new(HookType::Pre, &format!("Other{i}"))).unwrap_err();
+    }
+    assert_eq!(rt.metrics().lines().filter(|l| !l.starts_with('#')).count(), series, "the label set is bounded");
+}
+
+#[test]
+fn metrics_count_config_cache_hits_and_misses() {
+    let (rt, _) = runtime_with("{}");
+    let obj =
+        || ObjectBuilder::new(HookType::Pre, "InjectHeaders").config_data(r#"{"InjectHeaders": {"add": {"X": "1"}}}"#);
+    for _ in 0..4 {
+        dispatch(&rt, obj()).unwrap();
+    }
+    let text = rt.metrics();
+    assert_eq!(sample(&text, "coprocess_config_cache_misses_total"), 1, "{text}");
+    assert_eq!(sample(&text, "coprocess_config_cache_hits_total"), 3);
+}

@@ -603,6 +603,9 @@ impl ReqHubMerchant {
             "client_key": client.key,
             "path": client.url,
         });
+        if let Some(id) = ctx.trace_id() {
+            payload["trace_id"] = Value::from(id);
+        }
         let what = match remote {
             Some(r) => {
                 payload["verify_url"] = Value::from(r.display_url.as_str());
