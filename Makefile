@@ -4,6 +4,7 @@
 #   make test       everything CI runs: make check's steps, every Rust test of the workspace, the
 #                   C harness under valgrind and ASan, examples, rustdoc, stress, Go and gRPC tests,
 #                   dependency audit, fuzz smoke runs
+#   make audit      every Cargo.lock against the RustSec advisory database copy, and licences
 #   make header     regenerate include/api.h (committed; make check fails when it is stale)
 #   make ctest      the C harness against the real library
 #   make valgrind   the C harness under valgrind memcheck (zero errors, zero leaks)
@@ -36,7 +37,7 @@ CTESTS := $(patsubst ctests/%.c,$(BUILD)/%,$(wildcard ctests/test_*.c))
 setup:
 	@bash scripts/setup.sh
 
-.PHONY: setup all build check test fmt-check check-imports clippy unit-test rust-test header check-header check-symbols ctest valgrind asan examples doc stress fuzz \
+.PHONY: setup all build check test audit fmt-check check-imports clippy unit-test rust-test header check-header check-symbols ctest valgrind asan examples doc stress fuzz \
 	demo c-demo install pc clean go-build go-test go-bench go-pb gateway-demo \
 	bench-compare bench-smoke bench-driver bench-py \
 	grpc-build grpc-gopath grpc-test grpc-bench
@@ -160,6 +161,31 @@ fuzz:
 	  echo "$$t: $$(grep -h 'stat::number_of_executed_units' $(BUILD)/fuzz-$$t.log | awk '{print $$2}') executions, no crash"; \
 	done
 
+# ---- Dependency audit: every Cargo.lock against the offline copy of the RustSec advisory
+# database (../shared/advisory-db), and licences (deny.toml: permissive only). cargo-deny reads
+# the database from a git checkout under build/; the copy is committed there with today's date.
+CARGO_DENY_VERSION := 0.20.2
+ADVISORY_DB_SRC ?= $(firstword $(wildcard $(CURDIR)/../shared/advisory-db /work/shared/advisory-db))
+ADVISORY_DB := $(BUILD)/advisory-db/advisory-db-3157b0e258782691
+AUDIT_MANIFESTS := Cargo.toml fuzz/Cargo.toml bench/driver/Cargo.toml
+audit:
+	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny --version $(CARGO_DENY_VERSION)
+	@test -n "$(ADVISORY_DB_SRC)" || { echo "audit: no advisory database copy at ../shared/advisory-db"; exit 1; }
+	@rm -rf $(ADVISORY_DB) && mkdir -p $(dir $(ADVISORY_DB)) && cp -r $(ADVISORY_DB_SRC) $(ADVISORY_DB)
+	@cd $(ADVISORY_DB) && git init -q && git add -A && git -c user.name=audit -c user.email=audit@localhost commit -qm snapshot
+	@set -e; for m in $(AUDIT_MANIFESTS); do \
+	  $(CARGO) fetch --locked -q --manifest-path $$m; \
+	  echo "== audit $$m"; cargo-deny --offline --manifest-path $$m --workspace check; \
+	done
+	@# The audit must refuse a lockfile with an unpatched advisory (rsa 0.9.10, RUSTSEC-2023-0071).
+	@rm -rf $(BUILD)/audit-vulnerable && cp -r tests/fixtures/audit-vulnerable $(BUILD)/audit-vulnerable
+	@$(CARGO) generate-lockfile -q --manifest-path $(BUILD)/audit-vulnerable/Cargo.toml
+	@$(CARGO) fetch -q --manifest-path $(BUILD)/audit-vulnerable/Cargo.toml
+	@if cargo-deny --offline --manifest-path $(BUILD)/audit-vulnerable/Cargo.toml check advisories 2>$(BUILD)/audit-vulnerable.log; then \
+	  echo "audit: a lockfile with RUSTSEC-2023-0071 passed the audit"; exit 1; fi
+	@grep -q RUSTSEC-2023-0071 $(BUILD)/audit-vulnerable.log || { cat $(BUILD)/audit-vulnerable.log; exit 1; }
+	@echo "audit: no advisory in Cargo.lock, fuzz/Cargo.lock, bench/driver/Cargo.lock; a known-vulnerable lockfile is refused"
+
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked -p coprocess
 
@@ -180,7 +206,7 @@ check: setup
 	$(MAKE) fmt-check check-imports clippy unit-test check-header check-symbols ctest
 
 test: setup
-	$(MAKE) fmt-check check-imports clippy rust-test check-header check-symbols ctest valgrind asan examples doc stress go-test grpc-test fuzz
+	$(MAKE) fmt-check check-imports clippy rust-test check-header check-symbols audit ctest valgrind asan examples doc stress go-test grpc-test fuzz
 
 # ---- The Go host (go/): offline module mode over Debian's Go packages (see go/go.mod).
 GO ?= go
