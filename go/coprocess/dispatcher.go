@@ -178,10 +178,10 @@ func (d *Dispatcher) Dispatch(obj *pb.Object) (*pb.Object, error) {
 // DispatchInto runs the middleware named by obj.HookName and leaves the resulting Object in
 // obj, exactly as unmarshalling the library's answer would give it.
 //
-// When the library answered on its additive path (SPEC section 5: the bytes it was sent,
-// unchanged, followed by the encoded edits), only the appended bytes are unmarshalled, merged
-// into obj as protobuf merges them (proto.UnmarshalOptions{Merge: true}): the Go-side decode
-// then costs what the edits cost, not a whole Object. Any other answer replaces obj's
+// When the library answered on its additive path (docs/abi.md, "The additive path": the
+// bytes it was sent, unchanged, followed by the encoded edits), only the appended bytes are
+// unmarshalled, merged into obj as protobuf merges them (proto.UnmarshalOptions{Merge:
+// true}): the Go-side decode then costs what the edits cost, not a whole Object. Any other answer replaces obj's
 // contents with a full unmarshal. When Dispatch fails obj is unchanged; an answer that does
 // not decode (never from this library, which validates what it appends to) is an error and
 // may leave obj partly merged.
@@ -218,7 +218,8 @@ func (d *Dispatcher) dispatchInto(obj *pb.Object) (merged bool, err error) {
 }
 
 // DispatchEvent runs the event handler named by the event JSON's handler_name
-// (SPEC section 4: {"message":{"Type":..,"Meta":..,"TimeStamp":..},"handler_name":..,"spec":{..}}).
+// ({"message":{"Type":..,"Meta":..,"TimeStamp":..},"handler_name":..,"spec":{..}}, docs/abi.md
+// "Event JSON").
 func (d *Dispatcher) DispatchEvent(eventJSON []byte) error {
 	data, n, err := goBytesPointer(eventJSON)
 	if err != nil {
