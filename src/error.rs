@@ -1,27 +1,63 @@
-//! Result codes of the C ABI and the error types behind them.
+//! Result codes of the C ABI and the error types behind them. The `COPROCESS_*` constants are
+//! the one definition of the codes: include/api.h carries them as `#define`s and every host
+//! (the Go binding through cgo, the gRPC server through [`Code`]) uses them from there.
 
+use std::ffi::c_int;
 use std::fmt;
 
-/// A failure code returned by an export. Success is 0; every failure is negative.
+/// Success.
+pub const COPROCESS_OK: c_int = 0;
+/// A null pointer or a negative length was passed.
+pub const COPROCESS_ERR_NULL: c_int = -1;
+/// The bytes are not a valid Object, or not valid event JSON.
+pub const COPROCESS_ERR_INVALID: c_int = -2;
+/// No middleware or event handler is registered under that name, or not for that hook type.
+pub const COPROCESS_ERR_NOT_FOUND: c_int = -3;
+/// The middleware or event handler returned an error or panicked.
+pub const COPROCESS_ERR_MIDDLEWARE: c_int = -4;
+/// Invalid configuration (global file, config_data, or a section of either).
+pub const COPROCESS_ERR_CONFIG: c_int = -5;
+
+/// A failure code returned by an export. Success is 0 ([`COPROCESS_OK`]); every failure is
+/// negative.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i32)]
 pub enum Code {
     /// A null pointer or a negative length was passed.
-    NullPointer = -1,
+    NullPointer = COPROCESS_ERR_NULL,
     /// The bytes are not a valid `coprocess.Object`, or not valid event JSON.
-    InvalidInput = -2,
+    InvalidInput = COPROCESS_ERR_INVALID,
     /// No middleware or event handler is registered under that name, or not for that hook type.
-    NotFound = -3,
+    NotFound = COPROCESS_ERR_NOT_FOUND,
     /// The middleware (or event handler) returned an error or panicked.
-    Middleware = -4,
+    Middleware = COPROCESS_ERR_MIDDLEWARE,
     /// The configuration (global file, `config_data`, or a section of either) is invalid.
-    Config = -5,
+    Config = COPROCESS_ERR_CONFIG,
 }
 
 impl Code {
+    /// Every failure code.
+    pub const ALL: [Code; 5] = [Code::NullPointer, Code::InvalidInput, Code::NotFound, Code::Middleware, Code::Config];
+
     /// The integer the C ABI returns for this code.
     pub fn as_int(self) -> i32 {
         self as i32
+    }
+
+    /// The code an export returned, if it is one of the failure codes.
+    pub fn from_int(code: i32) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_int() == code)
+    }
+
+    /// The header's name of the code (`COPROCESS_ERR_NULL`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::NullPointer => "COPROCESS_ERR_NULL",
+            Code::InvalidInput => "COPROCESS_ERR_INVALID",
+            Code::NotFound => "COPROCESS_ERR_NOT_FOUND",
+            Code::Middleware => "COPROCESS_ERR_MIDDLEWARE",
+            Code::Config => "COPROCESS_ERR_CONFIG",
+        }
     }
 }
 
@@ -136,11 +172,12 @@ mod tests {
 
     #[test]
     fn codes_are_the_abi_values() {
-        assert_eq!(Code::NullPointer.as_int(), -1);
-        assert_eq!(Code::InvalidInput.as_int(), -2);
-        assert_eq!(Code::NotFound.as_int(), -3);
-        assert_eq!(Code::Middleware.as_int(), -4);
-        assert_eq!(Code::Config.as_int(), -5);
+        for (code, value) in Code::ALL.into_iter().zip((1..).map(|n: i32| -n)) {
+            assert_eq!(code.as_int(), value, "{code:?}");
+            assert_eq!(Code::from_int(value), Some(code));
+        }
+        assert_eq!(Code::from_int(COPROCESS_OK), None);
+        assert_eq!(Code::Config.name(), "COPROCESS_ERR_CONFIG");
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl MemoryStore {
         let expiry = (ttl > 0).then(|| now + Duration::from_secs(ttl as u64));
         let mut inner = self.inner.lock();
         inner.writes += 1;
-        if inner.writes % 1024 == 0 {
+        if inner.writes.is_multiple_of(1024) {
             inner.map.retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
         }
         inner.map.insert(key.to_owned(), (value.to_owned(), expiry));
@@ -263,18 +263,35 @@ pub struct LogLine {
 }
 
 /// A host for unit tests: records events and logs, and keeps an in-memory store with TTL.
-#[derive(Default)]
+/// Clones share one state, so a test can hand a clone to a [`Runtime`](crate::Runtime) and
+/// inspect what it recorded.
+#[derive(Default, Clone)]
 pub struct FakeHost {
+    state: std::sync::Arc<FakeHostState>,
+}
+
+/// What a [`FakeHost`] records (reached through the host: `host.events.lock()`).
+#[derive(Default)]
+pub struct FakeHostState {
     /// Every `trigger_event` call as (name, payload), in order.
     pub events: Mutex<Vec<(String, String)>>,
     /// Every log line, in order.
     pub logs: Mutex<Vec<LogLine>>,
-    /// Every `store_data` call as (key, value, ttl), in order.
+    /// Every value written (`store_data`, and `store_data_if_absent` when it stored) as
+    /// (key, value, ttl), in order.
     pub stores: Mutex<Vec<(String, String, i64)>>,
     /// The store behind `store_data`/`get_data`; tests may seed it directly.
     pub store: MemoryStore,
     /// When set, `store_data_if_absent` answers [`StoreError::Unavailable`] (a store outage).
     pub store_unavailable: std::sync::atomic::AtomicBool,
+}
+
+impl std::ops::Deref for FakeHost {
+    type Target = FakeHostState;
+
+    fn deref(&self) -> &FakeHostState {
+        &self.state
+    }
 }
 
 impl FakeHost {

@@ -2,7 +2,9 @@
 //!
 //! The gateway serialises a `coprocess.Object` for every plugin hook; [`Runtime::dispatch`]
 //! decodes it, runs the [`Middleware`] registered under the hook name and returns the
-//! resulting Object. The C ABI (`include/api.h`) is a thin layer over that ([`ffi`]).
+//! resulting Object. The C ABI (`include/api.h`, docs/abi.md) is a thin layer over that
+//! ([`abi`], [`export_plugin!`]); this crate is the SDK, and the library itself is the thin
+//! `coprocess-cdylib` crate (cdylib/) that exports the ABI over the built-ins.
 //!
 //! - [`Middleware`] / [`EventHandler`]: what a plugin implements; [`Registry`] names them.
 //! - [`Context`]: the read view of the Object plus recorded edits (reject, authenticate,
@@ -12,44 +14,37 @@
 //! - [`export_plugin!`]: build your own plugin library with your middleware.
 
 #![warn(missing_docs)]
-// Only the C boundary (`ffi`, and the exports over it) may use `unsafe`.
+// Only the C boundary (`abi` for the exports, `native` for the calls out) may use `unsafe`.
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)]
+pub mod abi;
+pub mod answer;
 pub mod config;
 pub mod context;
 pub mod error;
-#[allow(unsafe_code)]
-pub mod ffi;
 pub mod host;
 #[allow(unsafe_code)]
 mod native;
 pub mod proto;
 pub mod registry;
 pub mod runtime;
-mod sdk;
+pub mod schema;
 pub mod session;
 pub mod testing;
+pub mod view;
 pub mod wire;
 
 #[cfg(feature = "builtins")]
 pub mod builtins;
-#[cfg(feature = "exports")]
-#[allow(unsafe_code)]
-mod exports;
 
+pub use answer::Answer;
 pub use config::ConfigSource;
-pub use context::{Answer, ApiIdentity, Context};
+pub use context::Context;
 pub use error::{Code, ConfigError, Error, MiddlewareError};
 pub use host::{FakeHost, Host, LogLevel, MemoryStore, NativeHost, Store, StoreError};
 pub use proto::{HookType, Object, SessionState};
 pub use registry::{Blocking, Event, EventHandler, Middleware, Registry, Setup};
 pub use runtime::Runtime;
 pub use session::{SessionPatch, SessionTemplate};
-
-impl Runtime {
-    /// A runtime over `registry` with the process's host functions ([`NativeHost`]) and the
-    /// global file named by `COPROCESS_CONFIG`: what an exported library uses.
-    pub fn from_env(registry: Registry) -> Self {
-        Runtime::new(registry, std::sync::Arc::new(NativeHost::new()), ConfigSource::Env)
-    }
-}
+pub use view::{ApiIdentity, ObjectView, Scratch};

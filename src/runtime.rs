@@ -7,18 +7,21 @@
 //! and distinct value, in a thread-local cache keyed by the state's generation, so the
 //! dispatch path takes no lock at all.
 
+use crate::answer::Answer;
 use crate::config::{base_name, ConfigSource, Sections};
-use crate::context::{Answer, Context};
+use crate::context::Context;
 use crate::error::{Code, ConfigError, Error};
-use crate::host::{Host, LogLevel};
+use crate::host::{Host, LogLevel, NativeHost};
 use crate::proto::{HookType, Object};
 use crate::registry::{
     Blocking, DynMiddleware, Event, EventInstance, MiddlewareEntry, MiddlewareInstance, Registry, Setup,
 };
+use crate::view::Scratch;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use prost::Message;
 use serde_json::Value;
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,6 +98,12 @@ impl Runtime {
         Runtime { registry, host, source, state: ArcSwap::new(state.clone()), reload_lock: Mutex::new(state) }
     }
 
+    /// A runtime over `registry` with the process's host functions ([`NativeHost`]) and the
+    /// global file named by `COPROCESS_CONFIG`: what an exported library uses.
+    pub fn from_env(registry: Registry) -> Self {
+        Runtime::new(registry, Arc::new(NativeHost::new()), ConfigSource::Env)
+    }
+
     /// The registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -138,25 +147,26 @@ impl Runtime {
 
     /// Dispatch one serialised Object; returns the serialised answer.
     pub fn dispatch(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
-        self.dispatch_answer(input).map(Answer::into_vec)
+        self.dispatch_answer(input).map(|a| a.into_vec(input))
     }
 
     /// [`Runtime::dispatch`] without copying the input into the answer: on the additive path
-    /// the [`Answer`] borrows `input` and holds only the appended edits, so a caller copies
-    /// the whole answer once, into its own buffer (the C ABI writes it straight into the
-    /// malloc'd buffer it returns).
-    pub fn dispatch_answer<'i>(&self, input: &'i [u8]) -> Result<Answer<'i>, Error> {
+    /// the [`Answer`] holds only the appended edits, so a caller copies the whole answer once,
+    /// into its own buffer (the C ABI writes it straight into the malloc'd buffer it returns).
+    pub fn dispatch_answer(&self, input: &[u8]) -> Result<Answer, Error> {
         let state = self.state.load();
         Self::check_size(&state, input.len())?;
-        let lazy = OnceCell::new();
-        let ctx = Context::from_bytes(input, &lazy, &*self.host)
+        let scratch = Scratch::new();
+        let ctx = Context::from_bytes(input, &scratch, &*self.host)
             .map_err(|e| Error::new(Code::InvalidInput, format!("bytes are not a valid coprocess.Object: {e}")))?;
-        Ok(self.run(ctx, &state)?.answer_parts(input, true))
+        Ok(self.run(ctx, &state)?.finish())
     }
 
-    /// Dispatch a decoded Object; returns the resulting Object (for in-process callers/tests).
+    /// Dispatch a decoded Object (encoded, dispatched, the answer decoded): for in-process
+    /// callers and tests.
     pub fn dispatch_object(&self, object: &Object) -> Result<Object, Error> {
-        Ok(self.run(Context::new(object, &*self.host), &self.state.load())?.into_object())
+        let answer = self.dispatch(&object.encode_to_vec())?;
+        Ok(Object::decode(&answer[..]).expect("an answer decodes"))
     }
 
     fn lookup(&self, ctx: &Context<'_>) -> Result<(&MiddlewareEntry, &'static str), Error> {
@@ -222,8 +232,8 @@ impl Runtime {
         if Self::check_size(&state, input.len()).is_err() {
             return Blocking::Never;
         }
-        let lazy = OnceCell::new();
-        let Ok(ctx) = Context::from_bytes(input, &lazy, &*self.host) else {
+        let scratch = Scratch::new();
+        let Ok(ctx) = Context::from_bytes(input, &scratch, &*self.host) else {
             return Blocking::Never;
         };
         match catch_unwind(AssertUnwindSafe(|| self.resolve(&ctx, &state).map(|r| r.instance().blocking()))) {

@@ -11,6 +11,7 @@
 //! [`Context::authenticate_with`]: crate::Context::authenticate_with
 
 use crate::proto::SessionState;
+use crate::schema::session_state as S;
 use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message;
 use std::fmt;
@@ -79,7 +80,7 @@ impl fmt::Debug for SessionPatch {
 }
 
 macro_rules! setters {
-    ($( $(#[$doc:meta])* $name:ident: $ty:ident = $tag:literal; )*) => {
+    ($( $(#[$doc:meta])* $name:ident: $ty:ident = $tag:path; )*) => {
         $( $(#[$doc])* pub fn $name(mut self, value: setters!(@arg $ty)) -> Self {
             setters!(@enc $ty, self.buf, $tag, value);
             self
@@ -88,9 +89,9 @@ macro_rules! setters {
     (@arg str) => { &str };
     (@arg i64) => { i64 };
     (@arg bool) => { bool };
-    (@enc str, $buf:expr, $tag:literal, $v:ident) => { put_str(&mut $buf, $tag, $v) };
-    (@enc i64, $buf:expr, $tag:literal, $v:ident) => { put_varint(&mut $buf, $tag, $v as u64) };
-    (@enc bool, $buf:expr, $tag:literal, $v:ident) => { put_varint(&mut $buf, $tag, u64::from($v)) };
+    (@enc str, $buf:expr, $tag:path, $v:ident) => { put_str(&mut $buf, $tag, $v) };
+    (@enc i64, $buf:expr, $tag:path, $v:ident) => { put_varint(&mut $buf, $tag, $v as u64) };
+    (@enc bool, $buf:expr, $tag:path, $v:ident) => { put_varint(&mut $buf, $tag, u64::from($v)) };
 }
 
 impl SessionPatch {
@@ -100,50 +101,50 @@ impl SessionPatch {
     }
 
     setters! {
-        /// `last_check` (field 1).
-        last_check: i64 = 1;
-        /// `expires` (field 5).
-        expires: i64 = 5;
-        /// `quota_max` (field 6).
-        quota_max: i64 = 6;
-        /// `quota_remaining` (field 8).
-        quota_remaining: i64 = 8;
-        /// `org_id` (field 11).
-        org_id: str = 11;
-        /// `hmac_enabled` (field 16).
-        hmac_enabled: bool = 16;
-        /// `hmac_secret` (field 17).
-        hmac_secret: str = 17;
-        /// `is_inactive` (field 18).
-        is_inactive: bool = 18;
-        /// `data_expires` (field 20).
-        data_expires: i64 = 20;
-        /// `alias` (field 25).
-        alias: str = 25;
-        /// `last_updated` (field 26).
-        last_updated: str = 26;
-        /// `id_extractor_deadline` (field 27).
-        id_extractor_deadline: i64 = 27;
-        /// `session_lifetime` (field 28).
-        session_lifetime: i64 = 28;
-        /// `key_id` (field 32).
-        key_id: str = 32;
+        /// `last_check`.
+        last_check: i64 = S::LAST_CHECK;
+        /// `expires`.
+        expires: i64 = S::EXPIRES;
+        /// `quota_max`.
+        quota_max: i64 = S::QUOTA_MAX;
+        /// `quota_remaining`.
+        quota_remaining: i64 = S::QUOTA_REMAINING;
+        /// `org_id`.
+        org_id: str = S::ORG_ID;
+        /// `hmac_enabled`.
+        hmac_enabled: bool = S::HMAC_ENABLED;
+        /// `hmac_secret`.
+        hmac_secret: str = S::HMAC_SECRET;
+        /// `is_inactive`.
+        is_inactive: bool = S::IS_INACTIVE;
+        /// `data_expires`.
+        data_expires: i64 = S::DATA_EXPIRES;
+        /// `alias`.
+        alias: str = S::ALIAS;
+        /// `last_updated`.
+        last_updated: str = S::LAST_UPDATED;
+        /// `id_extractor_deadline`.
+        id_extractor_deadline: i64 = S::ID_EXTRACTOR_DEADLINE;
+        /// `session_lifetime`.
+        session_lifetime: i64 = S::SESSION_LIFETIME;
+        /// `key_id`.
+        key_id: str = S::KEY_ID;
     }
 
-    /// Add or replace `metadata[key]` (field 23).
+    /// Add or replace `metadata[key]`.
     pub fn metadata(mut self, key: &str, value: &str) -> Self {
         let inner = str_len(1, key) + str_len(2, value);
         room(&mut self.buf, inner + 8);
-        encode_key(23, WireType::LengthDelimited, &mut self.buf);
+        encode_key(S::METADATA, WireType::LengthDelimited, &mut self.buf);
         encode_varint(inner as u64, &mut self.buf);
         put_str(&mut self.buf, 1, key);
         put_str(&mut self.buf, 2, value);
         self
     }
 
-    /// Append `tag` to `tags` (field 24).
+    /// Append `tag` to `tags`.
     pub fn tag(mut self, tag: &str) -> Self {
-        put_str(&mut self.buf, 24, tag);
+        put_str(&mut self.buf, S::TAGS, tag);
         self
     }
 

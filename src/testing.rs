@@ -1,6 +1,6 @@
 //! Helpers for testing middleware in plain `cargo test`, without a gateway: build Objects the
 //! way the gateway sends them and run one middleware or a whole registry against a
-//! [`FakeHost`].
+//! [`FakeHost`], through the same pipeline as a dispatch through the C ABI.
 //!
 //! ```
 //! use coprocess::testing::ObjectBuilder;
@@ -13,7 +13,8 @@
 //! ```
 
 use crate::proto::{HookType, MiniRequestObject, Object, ResponseObject, ReturnOverrides, SessionState};
-use crate::{Code, ConfigSource, Context, Error, FakeHost, Host, Middleware, Registry, Runtime, Setup};
+use crate::view::Scratch;
+use crate::{Code, ConfigSource, Context, Error, FakeHost, Host, Middleware, Registry, Runtime};
 use std::sync::Arc;
 
 /// Builds an Object as the gateway sends it for a hook: a request with
@@ -127,22 +128,40 @@ pub fn runtime(registry: Registry, global: &str) -> (Runtime, Arc<FakeHost>) {
     (Runtime::new(registry, host.clone(), ConfigSource::Fixed(sections)), host)
 }
 
-/// Configure middleware `T` from a JSON section and run it on `object`, returning the
-/// resulting Object. Configuration errors are -5, middleware errors -4, a hook type `T`
-/// does not serve is -3 — as through the C ABI. Panics are not caught.
-pub fn run<T: Middleware>(config_json: &str, object: &Object, host: &dyn Host) -> Result<Object, Error> {
+/// Run middleware `T` on `object` with `config_json` as its per-API configuration (the section
+/// of the hook name in `spec["config_data"]`, added to any sections the Object already has),
+/// (an Object without a hook name gets `T::NAME`), through the production pipeline: a [`Runtime`] over `host` with `T` registered, the bytes
+/// validated and read lazily, the configuration resolved and the instance built as for any
+/// dispatch, panics caught, the answer built and decoded. The codes are the C ABI's:
+/// configuration errors -5, middleware errors and panics -4, a hook type `T` does not serve -3.
+pub fn run<T: Middleware>(config_json: &str, object: &Object, host: &FakeHost) -> Result<Object, Error> {
     let section: serde_json::Value = serde_json::from_str(config_json)
         .map_err(|e| Error::new(Code::Config, format!("test configuration is not JSON: {e}")))?;
-    let config = <T::Config as serde::Deserialize>::deserialize(&section)
-        .map_err(|e| Error::new(Code::Config, crate::ConfigError::from_serde(T::NAME, &e).0))?;
-    let mw = T::new(config, &Setup { section: T::NAME, host }).map_err(|e| Error::new(Code::Config, e.0))?;
-    let hook = HookType::try_from(object.hook_type).unwrap_or(HookType::Unknown);
-    if !T::HOOKS.contains(&hook) {
-        return Err(Error::new(Code::NotFound, format!("{} does not serve hook type {}", T::NAME, hook.name())));
+    let mut object = object.clone();
+    if object.hook_name.is_empty() {
+        object.hook_name = T::NAME.to_owned();
     }
-    let mut ctx = Context::new(object, host);
-    mw.handle(&mut ctx).map_err(|e| Error::new(Code::Middleware, e.0))?;
-    Ok(ctx.into_object())
+    let name = object.hook_name.clone();
+    let mut sections = match object.spec.get("config_data") {
+        None => serde_json::Map::new(),
+        Some(text) => crate::config::parse_sections(text.as_bytes())
+            .map_err(|e| Error::new(Code::Config, format!("the Object's config_data: {e}")))?,
+    };
+    sections.insert(name, section);
+    object.spec.insert("config_data".into(), serde_json::Value::Object(sections).to_string());
+    let mut registry = Registry::new();
+    registry.middleware::<T>();
+    let runtime = Runtime::new(registry, std::sync::Arc::new(host.clone()), ConfigSource::Fixed(Default::default()));
+    runtime.dispatch_object(&object)
+}
+
+/// Call `f` with a [`Context`] over `object` (encoded, validated and read as a dispatch reads
+/// it), for unit tests of helpers that take a context.
+pub fn with_context<R>(object: &Object, host: &dyn Host, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
+    let bytes = prost::Message::encode_to_vec(object);
+    let scratch = Scratch::new();
+    let mut ctx = Context::from_bytes(&bytes, &scratch, host).expect("an encoded Object is valid");
+    f(&mut ctx)
 }
 
 /// The `(response_code, response_error)` of an answer's return overrides (`(0, "")` when

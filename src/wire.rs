@@ -5,6 +5,7 @@
 //! field readers then walk validated bytes lazily, so a middleware that reads three headers
 //! pays for three scans of the request, not for building every map of the Object.
 
+use crate::schema::{kind, mini_request_object as req, object, return_overrides, tag, Kind, Msg, LEN};
 use std::fmt;
 
 /// Why bytes are not a valid Object.
@@ -72,7 +73,7 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], WireError> {
 fn key(buf: &mut &[u8]) -> Result<(u32, u8), WireError> {
     if let Some((&b, rest)) = buf.split_first() {
         // One-byte tags (fields 1..15) are nearly all of them.
-        if b < 0x80 && b >= 8 && (b & 7) <= 5 {
+        if (8..0x80).contains(&b) && (b & 7) <= 5 {
             *buf = rest;
             return Ok((u32::from(b >> 3), b & 7));
         }
@@ -159,87 +160,6 @@ impl<'a> Iterator for Fields<'a> {
             }
         }
     }
-}
-
-// ---- The schema, as far as validation needs it ----
-
-#[derive(Clone, Copy)]
-enum Msg {
-    Object,
-    Request,
-    ReturnOverrides,
-    Response,
-    Header,
-    Session,
-    AccessDefinition,
-    AccessSpec,
-    StrOnly2, // BasicAuthData: two strings
-    StrOnly1, // JWTData: one string
-    Monitor,
-    MapStrStr,
-    MapStrAccess,
-}
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Varint,
-    Double,
-    Str,
-    Bytes,
-    Msg(Msg),
-    /// `repeated double`: unpacked (fixed64) or packed (length-delimited).
-    RepDouble,
-}
-
-fn kind(msg: Msg, field: u32) -> Option<Kind> {
-    use Kind::*;
-    let map = Msg(self::Msg::MapStrStr);
-    Some(match (msg, field) {
-        (self::Msg::Object, 1) => Varint,
-        (self::Msg::Object, 2) => Str,
-        (self::Msg::Object, 3) => Msg(self::Msg::Request),
-        (self::Msg::Object, 4) => Msg(self::Msg::Session),
-        (self::Msg::Object, 5 | 6) => map,
-        (self::Msg::Object, 7) => Msg(self::Msg::Response),
-
-        (self::Msg::Request, 1 | 2 | 6 | 7 | 8) => map,
-        (self::Msg::Request, 3 | 4 | 5 | 9 | 11 | 12 | 13) => Str,
-        (self::Msg::Request, 10) => Msg(self::Msg::ReturnOverrides),
-        (self::Msg::Request, 14) => Bytes,
-
-        (self::Msg::ReturnOverrides, 1 | 4) => Varint,
-        (self::Msg::ReturnOverrides, 2 | 5) => Str,
-        (self::Msg::ReturnOverrides, 3) => map,
-
-        (self::Msg::Response, 1) => Varint,
-        (self::Msg::Response, 2) => Bytes,
-        (self::Msg::Response, 3) => Str,
-        (self::Msg::Response, 4) => map,
-        (self::Msg::Response, 5) => Msg(self::Msg::Header),
-
-        (self::Msg::Header, 1 | 2) => Str,
-
-        (self::Msg::Session, 1 | 5 | 6 | 7 | 8 | 9 | 16 | 18 | 20 | 22 | 27 | 28 | 31 | 34) => Varint,
-        (self::Msg::Session, 2 | 3 | 4) => Double,
-        (self::Msg::Session, 10) => Msg(self::Msg::MapStrAccess),
-        (self::Msg::Session, 11 | 12 | 17 | 19 | 24 | 25 | 26 | 29 | 30 | 32 | 33) => Str,
-        (self::Msg::Session, 13 | 23) => map,
-        (self::Msg::Session, 14) => Msg(self::Msg::StrOnly2),
-        (self::Msg::Session, 15) => Msg(self::Msg::StrOnly1),
-        (self::Msg::Session, 21) => Msg(self::Msg::Monitor),
-
-        (self::Msg::AccessDefinition, 1 | 2 | 3) => Str,
-        (self::Msg::AccessDefinition, 4) => Msg(self::Msg::AccessSpec),
-        (self::Msg::AccessSpec, 1 | 2) => Str,
-        (self::Msg::StrOnly2, 1 | 2) => Str,
-        (self::Msg::StrOnly1, 1) => Str,
-        (self::Msg::Monitor, 1) => RepDouble,
-
-        (self::Msg::MapStrStr, 1 | 2) => Str,
-        (self::Msg::MapStrAccess, 1) => Str,
-        (self::Msg::MapStrAccess, 2) => Msg(self::Msg::AccessDefinition),
-        _ => return None,
-    })
 }
 
 /// UTF-8 check of a string field; the ASCII test is the fast path for typical header data.
@@ -356,7 +276,7 @@ fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, index: &mut Ind
         return Err(WireError("recursion limit reached"));
     }
     while !buf.is_empty() {
-        if let Msg::Request = msg {
+        if let Msg::MiniRequestObject = msg {
             if request_field_fast(&mut buf, depth, index)? {
                 continue;
             }
@@ -368,41 +288,76 @@ fn validate_message<'a>(mut buf: &'a [u8], msg: Msg, depth: u32, index: &mut Ind
         };
         if let Msg::ReturnOverrides = msg {
             match (field, v) {
-                (1, Value::Varint(n)) => index.overrides.0 = n as i32,
-                (2, Value::Len(b)) => index.overrides.1 = b,
-                (5, Value::Len(b)) => index.overrides.2 = b,
+                (return_overrides::RESPONSE_CODE, Value::Varint(n)) => index.overrides.0 = n as i32,
+                (return_overrides::RESPONSE_ERROR, Value::Len(b)) => index.overrides.1 = b,
+                (return_overrides::RESPONSE_BODY, Value::Len(b)) => index.overrides.2 = b,
                 _ => {}
             }
         }
         if let Msg::Object = msg {
             match (field, v) {
-                (1, Value::Varint(n)) => index.hook_type = n as i32,
-                (2, Value::Len(b)) => index.hook_name = utf8(b)?,
-                (3, Value::Len(b)) => {
+                (object::HOOK_TYPE, Value::Varint(n)) => index.hook_type = n as i32,
+                (object::HOOK_NAME, Value::Len(b)) => index.hook_name = utf8(b)?,
+                (object::REQUEST, Value::Len(b)) => {
                     index.request_count += 1;
                     index.request = b;
                 }
-                (4, _) => index.has_session = true,
+                (object::SESSION, _) => index.has_session = true,
                 _ => {}
             }
         }
         match (kind, v) {
             (Kind::Varint, Value::Varint(_)) | (Kind::Double, Value::Fixed64(_)) | (Kind::Bytes, Value::Len(_)) => {}
-            (Kind::RepDouble, Value::Fixed64(_)) => {}
-            (Kind::RepDouble, Value::Len(b)) if b.len() % 8 == 0 => {}
-            (Kind::RepDouble, Value::Len(_)) => return Err(WireError("invalid packed length")),
+            (Kind::RepeatedDouble, Value::Fixed64(_)) => {}
+            (Kind::RepeatedDouble, Value::Len(b)) if b.len() % 8 == 0 => {}
+            (Kind::RepeatedDouble, Value::Len(_)) => return Err(WireError("invalid packed length")),
             (Kind::Str, Value::Len(b)) => check_utf8(b)?,
-            (Kind::Msg(Msg::MapStrStr), Value::Len(b)) => match (msg, field) {
-                (Msg::Request, 1) => index.headers.push(validate_str_entry(b, depth - 1)?),
-                (Msg::Object, 6) => index.spec.push(validate_str_entry(b, depth - 1)?),
-                _ => validate_message(b, Msg::MapStrStr, depth - 1, index)?,
+            (Kind::StrMap, Value::Len(b)) => match (msg, field) {
+                (Msg::MiniRequestObject, req::HEADERS) => index.headers.push(validate_str_entry(b, depth - 1)?),
+                (Msg::Object, object::SPEC) => index.spec.push(validate_str_entry(b, depth - 1)?),
+                _ => validate_entry(b, None, depth - 1, index)?,
             },
+            (Kind::MsgMap(m), Value::Len(b)) => validate_entry(b, Some(m), depth - 1, index)?,
             (Kind::Msg(m), Value::Len(b)) => validate_message(b, m, depth - 1, index)?,
             _ => return Err(WireError("invalid wire type for a known field")),
         }
     }
     Ok(())
 }
+
+/// Validate one map entry as a message of its own: field 1 a string key, field 2 a string
+/// value (`value` None) or a message `M` (`value` Some(M)); unknown fields skipped.
+fn validate_entry<'a>(
+    mut buf: &'a [u8],
+    value_msg: Option<Msg>,
+    depth: u32,
+    index: &mut Index<'a>,
+) -> Result<(), WireError> {
+    if depth == 0 {
+        return Err(WireError("recursion limit reached"));
+    }
+    while !buf.is_empty() {
+        let (field, wire) = key(&mut buf)?;
+        match (field, value(&mut buf, field, wire, depth - 1)?, value_msg) {
+            (1, Value::Len(b), _) | (2, Value::Len(b), None) => check_utf8(b)?,
+            (2, Value::Len(b), Some(m)) => validate_message(b, m, depth - 1, index)?,
+            (1 | 2, _, _) => return Err(WireError("invalid wire type for a known field")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+const TAG_HEADERS: u8 = tag(req::HEADERS, LEN);
+const TAG_DELETE_HEADERS: u8 = tag(req::DELETE_HEADERS, LEN);
+const TAG_BODY: u8 = tag(req::BODY, LEN);
+const TAG_URL: u8 = tag(req::URL, LEN);
+const TAG_DELETE_PARAMS: u8 = tag(req::DELETE_PARAMS, LEN);
+const TAG_METHOD: u8 = tag(req::METHOD, LEN);
+const TAG_REQUEST_URI: u8 = tag(req::REQUEST_URI, LEN);
+const TAG_SCHEME: u8 = tag(req::SCHEME, LEN);
+const TAG_RAW_BODY: u8 = tag(req::RAW_BODY, LEN);
+const TAG_RETURN_OVERRIDES: u8 = tag(req::RETURN_OVERRIDES, LEN);
 
 /// The common fields of a `MiniRequestObject`, recognised by their one-byte tag and checked
 /// exactly as the general loop of [`validate_message`] checks them (same functions, same
@@ -413,25 +368,20 @@ fn request_field_fast<'a>(buf: &mut &'a [u8], depth: u32, index: &mut Index<'a>)
         return Ok(false);
     };
     match tag {
-        // headers (1): indexed
-        0x0a => {
+        TAG_HEADERS => {
             *buf = rest;
             let entry = len_payload(buf)?;
             index.headers.push(validate_str_entry(entry, depth - 1)?);
         }
-        // delete_headers (3), body (4), url (5), delete_params (9), method (11),
-        // request_uri (12), scheme (13): strings
-        0x1a | 0x22 | 0x2a | 0x4a | 0x5a | 0x62 | 0x6a => {
+        TAG_DELETE_HEADERS | TAG_BODY | TAG_URL | TAG_DELETE_PARAMS | TAG_METHOD | TAG_REQUEST_URI | TAG_SCHEME => {
             *buf = rest;
             check_utf8(len_payload(buf)?)?;
         }
-        // raw_body (14): bytes
-        0x72 => {
+        TAG_RAW_BODY => {
             *buf = rest;
             len_payload(buf)?;
         }
-        // return_overrides (10)
-        0x52 => {
+        TAG_RETURN_OVERRIDES => {
             *buf = rest;
             let ro = len_payload(buf)?;
             validate_message(ro, Msg::ReturnOverrides, depth - 1, index)?;

@@ -214,7 +214,7 @@ fn reload_is_atomic_under_concurrent_dispatches() {
             let per_api = r#"{"Probe:api": {"value": "api"}}"#;
             let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) || n < 100 {
-                let hook = if n % 3 == 0 { "Probe:api" } else { "Probe" };
+                let hook = if n.is_multiple_of(3) { "Probe:api" } else { "Probe" };
                 let out = dispatch(&rt, ObjectBuilder::new(HookType::Pre, hook).config_data(per_api))
                     .expect("no dispatch fails during reloads");
                 let (a, b) = (set_header(&out, "X-A").unwrap(), set_header(&out, "X-B").unwrap());
@@ -319,7 +319,8 @@ fn blocking_class_follows_the_instance_a_dispatch_would_run() {
     let (rt, _) = runtime_with(r#"{"HMACSignatureAuth:nostore": {"store_prefix": ""}}"#);
     let class = |b: ObjectBuilder| rt.blocking(&b.encode());
     let reqhub_local = r#"{"ReqHubMerchant": {"mode": "local", "api": "a"}}"#;
-    let reqhub_remote = r#"{"ReqHubMerchant": {"public_key": "p", "private_key": "k", "verify_url": "http://127.0.0.1:9/req"}}"#;
+    let reqhub_remote =
+        r#"{"ReqHubMerchant": {"public_key": "p", "private_key": "k", "verify_url": "http://127.0.0.1:9/req"}}"#;
     assert_eq!(class(ObjectBuilder::new(HookType::Pre, "InjectHeaders")), Blocking::Never);
     assert_eq!(class(ObjectBuilder::new(HookType::CustomKeyCheck, "StaticTokenAuth")), Blocking::Never);
     // The global default HMACSignatureAuth looks unknown keys up in the store; an instance

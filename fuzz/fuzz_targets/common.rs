@@ -2,7 +2,7 @@
 //! global configuration, reached through the real `ffi` boundary functions.
 #![allow(dead_code)]
 
-use coprocess::ffi::{self, CoProcessMessage};
+use coprocess::abi::{self, CoProcessMessage};
 use coprocess::{ConfigSource, FakeHost, Runtime};
 use std::sync::{Arc, OnceLock};
 
@@ -28,12 +28,12 @@ pub fn dispatch(bytes: &[u8]) {
         input.p_data = b"\0".as_ptr() as *mut _;
     }
     let mut out = CoProcessMessage { p_data: std::ptr::null_mut(), length: 0 };
-    let rc = unsafe { ffi::dispatch(runtime, &mut input, &mut out) };
+    let rc = unsafe { abi::dispatch(runtime, &mut input, &mut out) };
     if rc == 0 {
         assert!(!out.p_data.is_null() && out.length >= 0);
         let answer = unsafe { std::slice::from_raw_parts(out.p_data as *const u8, out.length as usize) };
         <coprocess::Object as prost::Message>::decode(answer).expect("a successful answer decodes");
-        unsafe { ffi::free(out.p_data) };
+        unsafe { abi::free(out.p_data) };
     } else {
         assert!((-5..=-1).contains(&rc), "unexpected code {rc}");
         assert!(out.p_data.is_null() && out.length == 0);

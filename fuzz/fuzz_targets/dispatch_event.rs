@@ -1,6 +1,6 @@
 //! Arbitrary bytes, and arbitrary event fields in the gateway's envelope, into DispatchEvent.
 #![no_main]
-use coprocess::ffi::{self, CoProcessMessage};
+use coprocess::abi::{self, CoProcessMessage};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]
@@ -11,7 +11,7 @@ fn send(bytes: &[u8]) {
     if bytes.is_empty() {
         m.p_data = b"\0".as_ptr() as *mut _;
     }
-    let rc = unsafe { ffi::dispatch_event(common::runtime, &mut m) };
+    let rc = unsafe { abi::dispatch_event(common::runtime, &mut m) };
     assert!((-5..=0).contains(&rc), "unexpected code {rc}");
     assert_ne!(rc, -4, "event handlers must not fail on any input");
 }

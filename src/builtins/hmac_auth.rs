@@ -573,24 +573,29 @@ mod tests {
             "/a/b?c=d%20e",
             &[("Date", " Fri, 03 May 2024 12:00:42 GMT\t"), ("X-Custom-Header", "v"), ("Empty", "")],
         );
-        let ctx = Context::new(&obj, &host);
-        let s = mw.signing_string(&ctx, Some("(REQUEST-TARGET)  DATE\tx-custom-header Empty")).unwrap();
-        assert_eq!(
-            s.to_text(),
-            "(request-target): patch /a/b?c=d%20e\ndate: Fri, 03 May 2024 12:00:42 GMT\nx-custom-header: v\nempty: "
-        );
-        assert_eq!(mw.signing_string(&ctx, None).unwrap().to_text(), "date: Fri, 03 May 2024 12:00:42 GMT");
-        assert!(mw.signing_string(&ctx, Some("")).is_err());
-        assert!(mw.signing_string(&ctx, Some("date host")).is_err());
-        assert!(mw.signing_string(&ctx, Some("date da:te")).is_err());
+        crate::testing::with_context(&obj, &host, |ctx| {
+            let s = mw.signing_string(ctx, Some("(REQUEST-TARGET)  DATE\tx-custom-header Empty")).unwrap();
+            assert_eq!(
+                s.to_text(),
+                "(request-target): patch /a/b?c=d%20e\ndate: Fri, 03 May 2024 12:00:42 GMT\nx-custom-header: v\nempty: "
+            );
+            assert_eq!(mw.signing_string(ctx, None).unwrap().to_text(), "date: Fri, 03 May 2024 12:00:42 GMT");
+            assert!(mw.signing_string(ctx, Some("")).is_err());
+            assert!(mw.signing_string(ctx, Some("date host")).is_err());
+            assert!(mw.signing_string(ctx, Some("date da:te")).is_err());
+        });
         // Long names and methods lower-case across the chunk boundary.
         let long = format!("X-{}", "AbC".repeat(50));
         let method = "M".repeat(100);
         let obj = request(&method, "/", &[(long.as_str(), "1")]);
-        let ctx = Context::new(&obj, &host);
         let list = format!("{long} (request-target)");
-        let s = mw.signing_string(&ctx, Some(&list)).unwrap();
-        assert_eq!(s.to_text(), format!("{}: 1\n(request-target): {} /", long.to_lowercase(), method.to_lowercase()));
+        crate::testing::with_context(&obj, &host, |ctx| {
+            let s = mw.signing_string(ctx, Some(&list)).unwrap();
+            assert_eq!(
+                s.to_text(),
+                format!("{}: 1\n(request-target): {} /", long.to_lowercase(), method.to_lowercase())
+            );
+        });
     }
 
     #[test]
@@ -629,10 +634,11 @@ mod tests {
         let host = FakeHost::new();
         let mw = instance(serde_json::json!({"store_cache_ms": 60_000}), &host);
         let obj = request("GET", "/", &[]);
-        let ctx = Context::new(&obj, &host);
-        for i in 0..(STORE_CACHE_MAX + 100) {
-            assert!(mw.lookup(&ctx, &format!("k{i}")).is_none());
-        }
+        crate::testing::with_context(&obj, &host, |ctx| {
+            for i in 0..(STORE_CACHE_MAX + 100) {
+                assert!(mw.lookup(ctx, &format!("k{i}")).is_none());
+            }
+        });
         let len = mw.cache.as_ref().unwrap().entries.read().len();
         assert!(len <= STORE_CACHE_MAX && len > 0, "{len}");
         // No cache without a store prefix or with store_cache_ms 0.

@@ -95,16 +95,16 @@ mod tests {
         InjectHeaders::new(config, &Setup { section: "InjectHeaders", host: &host })
     }
 
+    const CONFIG_REQUEST: &str = r#"{"add": {"X-Added": "1"}, "remove": ["X-Gone"]}"#;
+    const CONFIG_RESPONSE: &str = r#"{"add": {"X-Frame-Options": "DENY"}, "remove": ["server"]}"#;
+
     #[test]
     fn request_hooks_write_set_and_delete_headers_only() {
-        let mw = instance(r#"{"add": {"X-Added": "1"}, "remove": ["X-Gone"]}"#).unwrap();
         let mut req = MiniRequestObject::default();
         req.headers.insert("X-Gone".into(), "old".into());
         let obj = Object { hook_type: HookType::Pre as i32, request: Some(req), ..Default::default() };
         let host = FakeHost::new();
-        let mut ctx = Context::new(&obj, &host);
-        mw.handle(&mut ctx).unwrap();
-        let out = ctx.into_object();
+        let out = crate::testing::run::<InjectHeaders>(CONFIG_REQUEST, &obj, &host).unwrap();
         let req = out.request.unwrap();
         assert_eq!(req.set_headers["X-Added"], "1");
         assert_eq!(req.delete_headers, vec!["X-Gone"]);
@@ -113,7 +113,6 @@ mod tests {
 
     #[test]
     fn response_hooks_keep_multivalue_consistent() {
-        let mw = instance(r#"{"add": {"X-Frame-Options": "DENY"}, "remove": ["server"]}"#).unwrap();
         let mut resp = ResponseObject { status_code: 200, ..Default::default() };
         resp.headers.insert("Server".into(), "nginx".into());
         resp.headers.insert("x-frame-options".into(), "ALLOW".into());
@@ -121,9 +120,7 @@ mod tests {
         resp.multivalue_headers.push(Header { key: "Set-Cookie".into(), values: vec!["a=1".into(), "b=2".into()] });
         let obj = Object { hook_type: HookType::Response as i32, response: Some(resp), ..Default::default() };
         let host = FakeHost::new();
-        let mut ctx = Context::new(&obj, &host);
-        mw.handle(&mut ctx).unwrap();
-        let resp = ctx.into_object().response.unwrap();
+        let resp = crate::testing::run::<InjectHeaders>(CONFIG_RESPONSE, &obj, &host).unwrap().response.unwrap();
         assert_eq!(resp.headers.len(), 1);
         assert_eq!(resp.headers["X-Frame-Options"], "DENY");
         let keys: Vec<_> = resp.multivalue_headers.iter().map(|h| h.key.as_str()).collect();

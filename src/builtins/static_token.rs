@@ -96,16 +96,12 @@ mod tests {
 
     fn run(config: &str, header: Option<&str>) -> Object {
         let host = FakeHost::new();
-        let config: StaticTokenAuthConfig = serde_json::from_str(config).unwrap();
-        let mw = StaticTokenAuth::new(config, &Setup { section: "StaticTokenAuth", host: &host }).unwrap();
         let mut req = MiniRequestObject::default();
         if let Some(h) = header {
             req.headers.insert("X-Api-Key".into(), h.into());
         }
         let obj = Object { hook_type: HookType::CustomKeyCheck as i32, request: Some(req), ..Default::default() };
-        let mut ctx = Context::new(&obj, &host);
-        mw.handle(&mut ctx).unwrap();
-        ctx.into_object()
+        crate::testing::run::<StaticTokenAuth>(config, &obj, &host).unwrap()
     }
 
     const CONFIG: &str = r#"{"header": "x-api-key", "strip_prefix": "Key ", "tokens": {"abc": {"rate": 100, "per": 1, "quota_max": -1, "tags": ["gold"], "access_rights": {"api1": {"api_id": "api1", "versions": ["Default"]}}}}}"#;

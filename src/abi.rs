@@ -5,8 +5,8 @@
 //! the safe [`Runtime`]. The calls out to the host's functions live in `native`. These two
 //! are the only modules with `unsafe` code (the crate denies it elsewhere).
 
-use crate::context::Answer;
-use crate::error::{Code, Error};
+use crate::answer::Answer;
+use crate::error::{Code, Error, COPROCESS_OK};
 use crate::native::c_string;
 use crate::runtime::Runtime;
 use std::cell::RefCell;
@@ -21,19 +21,6 @@ pub struct CoProcessMessage {
     /// Their number; negative is an error (-1).
     pub length: c_int,
 }
-
-/// Success.
-pub const COPROCESS_OK: c_int = 0;
-/// A null pointer or a negative length was passed.
-pub const COPROCESS_ERR_NULL: c_int = -1;
-/// The bytes are not a valid Object, or not valid event JSON.
-pub const COPROCESS_ERR_INVALID: c_int = -2;
-/// No middleware or event handler is registered under that name, or not for that hook type.
-pub const COPROCESS_ERR_NOT_FOUND: c_int = -3;
-/// The middleware or event handler returned an error or panicked.
-pub const COPROCESS_ERR_MIDDLEWARE: c_int = -4;
-/// Invalid configuration (global file, config_data, or a section of either).
-pub const COPROCESS_ERR_CONFIG: c_int = -5;
 
 /// The ABI version this library implements, as `CoProcessAbiVersion` returns it. A host
 /// refuses a library whose version it does not know.
@@ -109,10 +96,10 @@ unsafe fn message_bytes<'a>(msg: *const CoProcessMessage, what: &str) -> Result<
     Ok(unsafe { std::slice::from_raw_parts(msg.p_data as *const u8, msg.length as usize) })
 }
 
-/// Write `answer` into a malloc'd buffer the host frees with free(3): one copy, straight from
-/// the input bytes and the appended edits.
-fn malloc_answer(answer: &Answer<'_>) -> Result<(*mut c_void, c_int), Error> {
-    let n = answer.len();
+/// Write `answer` to `input` into a malloc'd buffer the host frees with free(3): one copy,
+/// straight from the input bytes and the appended edits.
+fn malloc_answer(input: &[u8], answer: &Answer) -> Result<(*mut c_void, c_int), Error> {
+    let n = answer.len(input);
     let len = c_int::try_from(n)
         .map_err(|_| Error::new(Code::Middleware, format!("answer of {n} bytes exceeds the ABI's int length")))?;
     // SAFETY: malloc of a non-zero size; checked for NULL below.
@@ -120,7 +107,7 @@ fn malloc_answer(answer: &Answer<'_>) -> Result<(*mut c_void, c_int), Error> {
     if p.is_null() {
         return Err(Error::new(Code::Middleware, "out of memory allocating the answer"));
     }
-    let (head, tail) = answer.parts();
+    let (head, tail) = answer.parts(input);
     // SAFETY: p is a fresh allocation of n = head.len() + tail.len() bytes that overlaps
     // neither part; the two copies fill it exactly.
     unsafe {
@@ -153,7 +140,7 @@ pub unsafe fn dispatch(
         // SAFETY: caller's contract for `object`.
         let input = unsafe { message_bytes(object, "object") }?;
         let answer = runtime().dispatch_answer(input)?;
-        let (p, len) = malloc_answer(&answer)?;
+        let (p, len) = malloc_answer(input, &answer)?;
         // SAFETY: checked non-null above.
         unsafe {
             (*new_object).p_data = p;
@@ -197,6 +184,92 @@ pub fn last_error() -> *const c_char {
 /// `CoProcessAbiVersion`.
 pub fn abi_version() -> *const c_char {
     ABI_VERSION_C.as_ptr() as *const c_char
+}
+
+/// Emit the coprocess C ABI (`Dispatch`, `DispatchEvent`, `Reload`, `CoProcessFree`,
+/// `CoProcessLastError`, `CoProcessAbiVersion`) from a `cdylib` crate, over a registry filled by
+/// the given function. This macro is the one definition of the exported functions: the
+/// library built from this repository (cdylib/) uses it too, and include/api.h is generated from
+/// the items between the `exports` markers below (`make header`).
+///
+/// ```ignore
+/// fn register(r: &mut coprocess::Registry) {
+///     coprocess::builtins::register(r); // optional: the built-ins beside your middleware
+///     r.middleware::<MyMiddleware>();
+/// }
+/// coprocess::export_plugin!(register);
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($register:path) => {
+        #[doc(hidden)]
+        fn __coprocess_runtime() -> &'static $crate::Runtime {
+            static RUNTIME: ::std::sync::OnceLock<$crate::Runtime> = ::std::sync::OnceLock::new();
+            RUNTIME.get_or_init(|| {
+                let mut registry = $crate::Registry::new();
+                $register(&mut registry);
+                $crate::Runtime::from_env(registry)
+            })
+        }
+
+        // exports: begin
+        /// Run the middleware named by the Object's hook_name.
+        ///
+        /// `object` is borrowed for the call: `p_data` holds `length` bytes of a serialised
+        /// coprocess.Object (`p_data` NULL is -1 whatever the length; length 0 is an empty Object).
+        /// On success returns 0 and fills `new_object` with a malloc(3) buffer holding the serialised
+        /// resulting Object, which the caller releases with free(3) or CoProcessFree. On failure
+        /// returns a negative COPROCESS_ERR_* code, leaves `new_object` as {NULL, 0}, and
+        /// CoProcessLastError() tells why. A middleware rejecting the request is not a failure: it
+        /// sets request.return_overrides and Dispatch returns 0.
+        #[no_mangle]
+        pub unsafe extern "C" fn Dispatch(
+            object: *mut $crate::abi::CoProcessMessage,
+            new_object: *mut $crate::abi::CoProcessMessage,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: the caller upholds the documented pointer contract.
+            unsafe { $crate::abi::dispatch(__coprocess_runtime, object, new_object) }
+        }
+
+        /// Run the event handler named by the event JSON's handler_name. `event_json` is borrowed
+        /// for the call (`length` bytes of UTF-8 JSON, no terminator needed). Returns 0 or a negative
+        /// COPROCESS_ERR_* code (see CoProcessLastError()).
+        #[no_mangle]
+        pub unsafe extern "C" fn DispatchEvent(event_json: *mut $crate::abi::CoProcessMessage) -> ::std::ffi::c_int {
+            // SAFETY: the caller upholds the documented pointer contract.
+            unsafe { $crate::abi::dispatch_event(__coprocess_runtime, event_json) }
+        }
+
+        /// Re-read the global configuration file (COPROCESS_CONFIG), drop cached per-API
+        /// configuration and notify every middleware. Dispatches in flight finish on the state they
+        /// started with. Returns 0, or COPROCESS_ERR_CONFIG (-5) keeping the last good state.
+        #[no_mangle]
+        pub extern "C" fn Reload() -> ::std::ffi::c_int {
+            $crate::abi::reload(__coprocess_runtime)
+        }
+
+        /// Release a buffer returned in Dispatch's new_object (same as free(3)). NULL is ignored.
+        #[no_mangle]
+        pub unsafe extern "C" fn CoProcessFree(p: *mut ::std::ffi::c_void) {
+            // SAFETY: the caller passes a buffer from Dispatch or NULL.
+            unsafe { $crate::abi::free(p) }
+        }
+
+        /// The reason for this thread's last failed call ("" after a success). Owned by the library,
+        /// valid until this thread's next call into the library.
+        #[no_mangle]
+        pub extern "C" fn CoProcessLastError() -> *const ::std::ffi::c_char {
+            $crate::abi::last_error()
+        }
+
+        /// The ABI version this library implements ("coprocess-abi/1"): a static string owned by the
+        /// library. A host refuses a library whose version it does not know.
+        #[no_mangle]
+        pub extern "C" fn CoProcessAbiVersion() -> *const ::std::ffi::c_char {
+            $crate::abi::abi_version()
+        }
+        // exports: end
+    };
 }
 
 #[cfg(test)]
