@@ -36,6 +36,9 @@ static int cp_dispatch_event(void *data, int length, char **err) {
 	return rc;
 }
 
+// The ABI this package is built for: the header's COPROCESS_ABI_VERSION.
+static const char *cp_expected_abi(void) { return COPROCESS_ABI_VERSION; }
+
 static int cp_reload(char **err) {
 	int rc = Reload();
 	if (rc != 0) *err = cp_last_error_copy();
@@ -56,8 +59,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// ABIVersion is the library ABI this package implements.
-const ABIVersion = "coprocess-abi/1"
+// ABIVersion is the library ABI this package implements: COPROCESS_ABI_VERSION of the
+// include/api.h it was compiled against. New refuses a library that reports another one.
+var ABIVersion = C.GoString(C.cp_expected_abi())
 
 // Dispatcher calls the library. It is safe for concurrent use by any number of goroutines;
 // Reload may run while dispatches are in flight (each finishes on the state it started with).
