@@ -8,7 +8,7 @@
 
 use crate::answer::{Answer, Edit, Edits, SessionEdit};
 use crate::host::{Host, LogLevel, Store};
-use crate::proto::{Object, ResponseObject, SessionState};
+use crate::proto::{Header, Object, ResponseObject, SessionState};
 use crate::session::SessionPatch;
 #[cfg(doc)]
 use crate::session::SessionTemplate;
@@ -150,6 +150,50 @@ impl<'a> Context<'a> {
         self.object_mut().response.get_or_insert_with(Default::default)
     }
 
+    /// Set a response header (Response hooks): every value of `name` (matched
+    /// case-insensitively) is replaced by `value`, in `response.headers` and
+    /// `response.multivalue_headers` alike, so the gateway, which rebuilds the response's
+    /// headers from `multivalue_headers`, sends exactly this (docs/abi.md, Response hooks).
+    pub fn set_response_header(&mut self, name: &str, value: &str) {
+        let resp = self.response_headers_mut();
+        resp.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
+        resp.headers.insert(name.to_owned(), value.to_owned());
+        resp.multivalue_headers.retain(|h| !h.key.eq_ignore_ascii_case(name));
+        resp.multivalue_headers.push(Header { key: name.to_owned(), values: vec![value.to_owned()] });
+    }
+
+    /// Add a value to a response header (Response hooks), keeping its other values (a second
+    /// `Set-Cookie`, say); `response.headers` keeps the first value.
+    pub fn add_response_header(&mut self, name: &str, value: &str) {
+        let resp = self.response_headers_mut();
+        match resp.multivalue_headers.iter_mut().find(|h| h.key.eq_ignore_ascii_case(name)) {
+            Some(h) => h.values.push(value.to_owned()),
+            None => resp.multivalue_headers.push(Header { key: name.to_owned(), values: vec![value.to_owned()] }),
+        }
+        if !resp.headers.keys().any(|k| k.eq_ignore_ascii_case(name)) {
+            resp.headers.insert(name.to_owned(), value.to_owned());
+        }
+    }
+
+    /// Remove a response header with all its values (Response hooks), from
+    /// `response.headers` and `response.multivalue_headers`.
+    pub fn delete_response_header(&mut self, name: &str) {
+        let resp = self.response_headers_mut();
+        resp.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
+        resp.multivalue_headers.retain(|h| !h.key.eq_ignore_ascii_case(name));
+    }
+
+    /// The response for a header edit, with `multivalue_headers` holding the whole header set
+    /// (filled from `headers` when the host sent only those).
+    fn response_headers_mut(&mut self) -> &mut ResponseObject {
+        let resp = self.response_mut();
+        if resp.multivalue_headers.is_empty() && !resp.headers.is_empty() {
+            resp.multivalue_headers =
+                resp.headers.iter().map(|(k, v)| Header { key: k.clone(), values: vec![v.clone()] }).collect();
+        }
+        resp
+    }
+
     /// Whether the middleware changed anything.
     pub fn is_modified(&self) -> bool {
         !self.edits.is_empty()
@@ -174,6 +218,7 @@ mod tests {
     use super::*;
     use crate::host::FakeHost;
     use crate::proto::{HookType, MiniRequestObject, ReturnOverrides};
+    use std::collections::BTreeMap;
 
     fn sample() -> Object {
         let mut req = MiniRequestObject {
@@ -252,6 +297,44 @@ mod tests {
         let ctx = Context::from_bytes(&bytes, &scratch, &host).unwrap();
         assert!(!ctx.is_modified());
         assert_eq!(ctx.finish(), Answer::Appended(Vec::new()));
+    }
+
+    #[test]
+    fn response_header_edits_keep_both_views_consistent() {
+        use crate::proto::ResponseObject;
+        let mut resp = ResponseObject { status_code: 200, ..Default::default() };
+        for (k, v) in [("Server", "nginx"), ("Set-Cookie", "a=1"), ("X-Frame-Options", "ALLOW")] {
+            resp.headers.insert(k.into(), v.into());
+        }
+        let mut with_multi = resp.clone();
+        with_multi.multivalue_headers = vec![
+            Header { key: "Server".into(), values: vec!["nginx".into()] },
+            Header { key: "Set-Cookie".into(), values: vec!["a=1".into(), "b=2".into()] },
+            Header { key: "X-Frame-Options".into(), values: vec!["ALLOW".into()] },
+        ];
+        for (sent, cookies) in [(with_multi, vec!["a=1", "b=2", "c=3"]), (resp, vec!["a=1", "c=3"])] {
+            let obj = Object { response: Some(sent), ..sample() };
+            let bytes = obj.encode_to_vec();
+            let host = FakeHost::new();
+            let scratch = Scratch::new();
+            let mut ctx = Context::from_bytes(&bytes, &scratch, &host).unwrap();
+            ctx.delete_response_header("server");
+            ctx.set_response_header("x-frame-options", "DENY");
+            ctx.add_response_header("set-cookie", "c=3");
+            ctx.add_response_header("X-New", "1");
+            let out = Object::decode(&ctx.finish().into_vec(&bytes)[..]).unwrap().response.unwrap();
+            // What the gateway sends: the multivalue set, each header with all its values.
+            let multi: BTreeMap<String, Vec<String>> =
+                out.multivalue_headers.iter().map(|h| (h.key.to_ascii_lowercase(), h.values.clone())).collect();
+            assert_eq!(multi.keys().collect::<Vec<_>>(), ["set-cookie", "x-frame-options", "x-new"]);
+            assert_eq!(multi["set-cookie"], cookies);
+            assert_eq!(multi["x-frame-options"], ["DENY"]);
+            // headers agrees: the first value of each.
+            let firsts: BTreeMap<String, String> =
+                out.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+            let expected: BTreeMap<String, String> = multi.iter().map(|(k, v)| (k.clone(), v[0].clone())).collect();
+            assert_eq!(firsts, expected);
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@
 #[allow(unsafe_code)]
 pub mod abi;
 pub mod answer;
+pub mod calendar;
 pub mod config;
 pub mod context;
 pub mod error;

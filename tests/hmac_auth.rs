@@ -819,3 +819,137 @@ fn hostile_requests_get_clear_answers() {
     // Garbage bytes are not an Object at all.
     assert_eq!(rt.dispatch(&[0xff, 0xff, 0xff]).unwrap_err().code, Code::InvalidInput);
 }
+
+// ---------------------------------------------------------------------------------------------
+// "compat": "tyk": clients written against the gateway's own HMAC verifier
+
+/// A request signed the way a client of the gateway's HMAC verifier signs it: the signing
+/// string as that verifier builds it (written out here, independently of the middleware), the
+/// signature base64 then URL-query-escaped.
+fn tyk_client(
+    uri: &str,
+    headers: &[(&str, &str)],
+    signed: &str,
+    signing_string: &str,
+    format: impl Fn(&str) -> String,
+) -> Object {
+    let sig = query_escape(&hmac_b64("hmac-sha256", SECRET, signing_string));
+    let params = format!(r#"keyId="k1", algorithm="hmac-sha256", headers="{signed}", signature="{sig}""#);
+    let authz = format(&params);
+    let base = ObjectBuilder::new(HookType::CustomKeyCheck, NAME).method_url("GET", uri, uri).scheme("https");
+    headers.iter().fold(base, |b, (k, v)| b.header(k, v)).header("Authorization", &authz).build()
+}
+
+#[test]
+fn tyk_compat_authenticates_clients_of_the_gateway_verifier() {
+    use coprocess::builtins::hmac_auth::TYK_REFUSAL;
+    let tyk = json!({"keys": {"k1": SECRET}, "compat": "tyk"});
+    let (rt, _) = runtime(tyk);
+    let (strict, _) = runtime(json!({"keys": {"k1": SECRET}}));
+    let uri = "/v1/caf%C3%A9/items?id=7";
+    let signature = |p: &str| format!("Signature {p}");
+    let cases: Vec<(&str, Object)> = vec![
+        (
+            "(request-target) over the decoded path without the query",
+            tyk_client(
+                uri,
+                &[("Date", DATE)],
+                "(request-target) date",
+                &format!("(request-target): get /v1/café/items\ndate: {DATE}"),
+                signature,
+            ),
+        ),
+        (
+            "X-Aux-Date in place of Date",
+            tyk_client(
+                uri,
+                &[("Date", "garbage"), ("X-Aux-Date", DATE)],
+                "date",
+                &format!("x-aux-date: {DATE}"),
+                signature,
+            ),
+        ),
+        ("no Signature prefix", tyk_client(uri, &[("Date", DATE)], "date", &format!("date: {DATE}"), |p| p.to_owned())),
+        (
+            "spaces around '=' and ','",
+            tyk_client(uri, &[("Date", DATE)], "date", &format!("date: {DATE}"), |p| {
+                format!("Signature {}", p.replace('=', " = ").replace(',', " , "))
+            }),
+        ),
+        (
+            "a listed header the request lacks, signed as empty",
+            tyk_client(uri, &[("Date", DATE)], "date x-missing", &format!("date: {DATE}\nx-missing: "), signature),
+        ),
+        (
+            "a numeric +hh zone in Date",
+            tyk_client(
+                uri,
+                &[("Date", "Fri, 03 May 2024 14:00:42 +02")],
+                "date",
+                "date: Fri, 03 May 2024 14:00:42 +02",
+                signature,
+            ),
+        ),
+    ];
+    for (what, obj) in &cases {
+        assert_authenticated(&dispatch(&rt, obj), "k1", SECRET, what);
+        if !what.contains("zone") {
+            assert_ne!(overrides(&dispatch(&strict, obj)).0, -1, "{what}: the default grammar refuses it");
+        }
+    }
+    // Every failure is answered as the gateway's verifier answers it.
+    let good = &cases[0].1;
+    let mut wrong_sig = good.clone();
+    let req = wrong_sig.request.as_mut().unwrap();
+    let authz = req.headers["Authorization"].replace("signature=\"", "signature=\"AAAA");
+    req.headers.insert("Authorization".into(), authz);
+    let mut no_date = good.clone();
+    no_date.request.as_mut().unwrap().headers.remove("Date");
+    let mut unknown = good.clone();
+    let req = unknown.request.as_mut().unwrap();
+    let authz = req.headers["Authorization"].replace("keyId=\"k1\"", "keyId=\"nobody\"");
+    req.headers.insert("Authorization".into(), authz);
+    let mut bad_alg = good.clone();
+    let req = bad_alg.request.as_mut().unwrap();
+    let authz = req.headers["Authorization"].replace("hmac-sha256", "hmac-md5");
+    req.headers.insert("Authorization".into(), authz);
+    let mut no_auth = good.clone();
+    no_auth.request.as_mut().unwrap().headers.remove("Authorization");
+    for (what, obj) in [
+        ("wrong signature", wrong_sig),
+        ("no Date", no_date),
+        ("unknown keyId", unknown),
+        ("unknown algorithm", bad_alg),
+        ("no Authorization", no_auth),
+    ] {
+        assert_rejected(&dispatch(&rt, &obj), 400, TYK_REFUSAL, what);
+    }
+    // Go's url.QueryEscape output with lower-case escapes is accepted as the gateway accepts it.
+    let lower = good.clone();
+    let mut lower = lower;
+    let req = lower.request.as_mut().unwrap();
+    let authz = req.headers["Authorization"].replace("%2B", "%2b").replace("%2F", "%2f").replace("%3D", "%3d");
+    req.headers.insert("Authorization".into(), authz);
+    assert_authenticated(&dispatch(&rt, &lower), "k1", SECRET, "lower-case escapes");
+}
+
+#[test]
+fn tyk_compat_keeps_the_stricter_checks() {
+    // The gateway's verifier compares strings with ==, falls back to SHA-1 for unknown
+    // algorithms and checks a Date it need not have signed; this middleware keeps its own
+    // rules: constant-time comparison, only configured algorithms, and with the clock-skew
+    // check on, date must be signed.
+    use coprocess::builtins::hmac_auth::TYK_REFUSAL;
+    let (rt, _) = runtime(
+        json!({"keys": {"k1": SECRET}, "compat": "tyk", "allowed_algorithms": ["hmac-sha512"], "clock_skew_ms": 300_000}),
+    );
+    let date = http_date(now_secs());
+    let sha256 = tyk_client("/x", &[("Date", &date)], "date", &format!("date: {date}"), |p| format!("Signature {p}"));
+    assert_rejected(&dispatch(&rt, &sha256), 400, TYK_REFUSAL, "an algorithm outside allowed_algorithms");
+    let (rt, _) = runtime(json!({"keys": {"k1": SECRET}, "compat": "tyk", "clock_skew_ms": 300_000}));
+    let unsigned_date =
+        tyk_client("/x", &[("Date", &date), ("X-Id", "1")], "x-id", "x-id: 1", |p| format!("Signature {p}"));
+    assert_rejected(&dispatch(&rt, &unsigned_date), 400, TYK_REFUSAL, "an unsigned Date with the skew check on");
+    let signed = tyk_client("/x", &[("Date", &date)], "date", &format!("date: {date}"), |p| format!("Signature {p}"));
+    assert_authenticated(&dispatch(&rt, &signed), "k1", SECRET, "signed Date within the window");
+}

@@ -171,6 +171,21 @@ fn local_custom_key_check_sets_session_and_token() {
 }
 
 #[test]
+fn custom_key_check_sets_the_id_extractor_deadline_when_configured() {
+    let (rt, _) = runtime();
+    let config = LOCAL.replace(r#""mode": "local","#, r#""mode": "local", "id_extractor_ttl_s": 60,"#);
+    let before = client::unix_millis() / 1000;
+    let obj =
+        object(HookType::CustomKeyCheck, "ReqHubMerchant", &config, &as_refs(&pairs(&signed_a(client::unix_millis()))));
+    let s = dispatch(&rt, &obj).session.expect("session");
+    let after = client::unix_millis() / 1000;
+    assert!((before + 60..=after + 60).contains(&(s.id_extractor_deadline as u64)), "{}", s.id_extractor_deadline);
+    // Without the setting the template's value stays (0 here).
+    let out = local(&rt, HookType::CustomKeyCheck, &as_refs(&pairs(&signed_a(client::unix_millis()))));
+    assert_eq!(out.session.unwrap().id_extractor_deadline, 0);
+}
+
+#[test]
 fn local_post_key_auth_behaves_as_pre() {
     let (rt, _) = runtime();
     let mut obj =

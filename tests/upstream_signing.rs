@@ -104,11 +104,26 @@ impl Verifier {
 
     /// A case for a dispatched answer, plus tampered copies the verifier must refuse.
     fn add(&mut self, label: &str, out: &Object, path: &str, sig_header: &str, key: Value, extra: Value) {
+        self.add_received(label, out, &upstream_headers(out), path, sig_header, key, extra)
+    }
+
+    /// [`Verifier::add`] with the headers as the upstream receives them.
+    #[allow(clippy::too_many_arguments)]
+    fn add_received(
+        &mut self,
+        label: &str,
+        out: &Object,
+        headers: &BTreeMap<String, String>,
+        path: &str,
+        sig_header: &str,
+        key: Value,
+        extra: Value,
+    ) {
         let req = out.request.as_ref().unwrap();
         let mut case = json!({
             "name": format!("{}/{label}", self.name),
             "method": req.method, "path": path,
-            "headers": upstream_headers(out),
+            "headers": headers,
             "signature_header": sig_header,
         });
         let obj = case.as_object_mut().unwrap();
@@ -117,7 +132,7 @@ impl Verifier {
         }
         // Tampered copies: another date, another path, another key.
         let mut other_date = case.clone();
-        let date_key = upstream_headers(out).keys().find(|k| k.eq_ignore_ascii_case("date")).cloned().unwrap();
+        let date_key = headers.keys().find(|k| k.eq_ignore_ascii_case("date")).cloned().unwrap();
         other_date["headers"][&date_key] = json!("Sat, 04 May 2024 12:00:42 GMT");
         other_date["name"] = json!(format!("{}/{label}/tampered-date", self.name));
         other_date["expect_valid"] = json!(false);
@@ -134,7 +149,7 @@ impl Verifier {
         } else {
             other_key["public_key"] = json!(data("test_other_pub.pem").to_string_lossy());
         }
-        let heads = params(&upstream_headers(out)[sig_header]);
+        let heads = params(&headers[sig_header]);
         self.cases.push(case);
         self.cases.push(other_key);
         if heads["headers"].split(' ').any(|h| h == "date") {
@@ -176,6 +191,112 @@ fn openssl(args: &[&str]) {
 
 fn hmac_config(alg: &str) -> Value {
     json!({"algorithm": alg, "keyId": "key-1", "secret": SECRET, "headers": ["(request-target)", "Date"]})
+}
+
+/// What the upstream receives after the gateway's proxy (docs/gateway-model.md): the hooks'
+/// header edits, then the hop-by-hop headers and those `Connection` names removed, `Host` the
+/// target's, the client's address appended to `X-Forwarded-For`.
+fn proxied(out: &Object, target_host: &str, client: &str) -> BTreeMap<String, String> {
+    let mut h = upstream_headers(out);
+    let named: Vec<String> = h
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+        .collect();
+    let hop = ["connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te"];
+    let hop2 = ["trailer", "transfer-encoding", "upgrade"];
+    h.retain(|k, _| {
+        let k = k.to_ascii_lowercase();
+        !hop.contains(&k.as_str()) && !hop2.contains(&k.as_str()) && !named.contains(&k) && k != "host"
+    });
+    h.insert("Host".into(), target_host.into());
+    let xff = h.keys().find(|k| k.eq_ignore_ascii_case("x-forwarded-for")).cloned();
+    let prior = xff.and_then(|k| h.remove(&k));
+    h.insert("X-Forwarded-For".into(), prior.map_or(client.to_owned(), |p| format!("{p}, {client}")));
+    h
+}
+
+/// An Object as the gateway builds it for a Post hook of an API listening on `/api/`: `url`
+/// still carries the listen path, `headers` holds `Host` and the hop-by-hop headers the client
+/// sent.
+fn gateway_post(config: Value) -> Object {
+    let url = "/api/orders/7?verbose=true";
+    let headers = [
+        ("Host", "gw.example:8080"),
+        ("Connection", "keep-alive, X-Hop"),
+        ("Keep-Alive", "timeout=5"),
+        ("X-Hop", "1"),
+        ("Te", "trailers"),
+        ("X-Forwarded-For", "10.0.0.1"),
+        ("Accept", "application/json"),
+        ("X-Request-Id", "req-77"),
+        ("Date", DATE),
+    ];
+    let b = ObjectBuilder::new(HookType::Post, NAME).method_url("PUT", url, url);
+    let b = headers.iter().fold(b, |b, (k, v)| b.header(k, v));
+    b.config_data(&json!({ NAME: config }).to_string()).build()
+}
+
+#[test]
+fn signatures_verify_where_the_upstream_receives_them() {
+    let (rt, _host) = runtime(json!({}));
+    let proxy = json!({"listen_path": "/api/", "target_url": "http://upstream.internal:9000/base/"});
+    let upstream_path = "/base/orders/7?verbose=true";
+    let mut v = Verifier::new("proxied");
+
+    // The default list: every header the upstream receives as sent, and nothing else.
+    let mut config = json!({"algorithm": "hmac-sha256", "keyId": "k", "secret": SECRET});
+    config.as_object_mut().unwrap().extend(proxy.as_object().unwrap().clone());
+    let out = dispatch(&rt, &gateway_post(config)).unwrap();
+    assert_eq!(overrides(&out).0, -1, "{:?}", overrides(&out));
+    let received = proxied(&out, "upstream.internal:9000", "127.0.0.1");
+    let heads = params(&received["Authorization"]);
+    assert_eq!(heads["headers"], "(request-target) accept date x-request-id", "{heads:?}");
+    v.add_received(
+        "hmac-default",
+        &out,
+        &received,
+        upstream_path,
+        "Authorization",
+        json!({"secret": SECRET}),
+        json!({}),
+    );
+
+    // A configured list naming host: signed as the target's host, which the upstream gets.
+    for (label, alg, key) in [
+        ("hmac-listed", "hmac-sha512", json!({"secret": SECRET})),
+        ("rsa-listed", "rsa-sha256", json!({"public_key": pub_key()})),
+    ] {
+        let mut config = json!({"algorithm": alg, "keyId": "k", "secret": SECRET,
+            "headers": ["(request-target)", "host", "date", "x-request-id"]});
+        if alg == "rsa-sha256" {
+            config = json!({"algorithm": alg, "keyId": "k", "privateKey": read_data("test_rsa2048_pkcs8.pem"),
+                "headers": ["(request-target)", "host", "date", "x-request-id"]});
+        }
+        config.as_object_mut().unwrap().extend(proxy.as_object().unwrap().clone());
+        let out = dispatch(&rt, &gateway_post(config)).unwrap();
+        assert_eq!(overrides(&out).0, -1, "{label}: {:?}", overrides(&out));
+        let received = proxied(&out, "upstream.internal:9000", "127.0.0.1");
+        v.add_received(label, &out, &received, upstream_path, "Authorization", key, json!({}));
+    }
+
+    // Without listen_path and target_url the url is taken as the upstream path: that signature
+    // is over the listen path and cannot verify where the listen path is stripped.
+    let out =
+        dispatch(&rt, &gateway_post(json!({"algorithm": "hmac-sha256", "keyId": "k", "secret": SECRET}))).unwrap();
+    let received = proxied(&out, "upstream.internal:9000", "127.0.0.1");
+    let mut case = Verifier::new("unproxied");
+    case.add_received(
+        "as-url",
+        &out,
+        &received,
+        "/api/orders/7?verbose=true",
+        "Authorization",
+        json!({"secret": SECRET}),
+        json!({}),
+    );
+    case.run();
+    v.run();
 }
 
 // ---- known answers ----

@@ -9,7 +9,7 @@
 use coprocess::LogLevel;
 use serde_json::Value;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Writes JSON lines to stderr at or above a minimum level.
 #[derive(Debug, Clone)]
@@ -84,48 +84,12 @@ pub fn format_line(at: SystemTime, level: LogLevel, source: &str, msg: &str, fie
     line
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC) for a time at or after the Unix epoch.
-pub fn rfc3339_millis(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let millis = since.subsec_millis();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01, computed
-/// over 400-year eras (146097 days each) counted from 0000-03-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468; // days from 0000-03-01 to 1970-01-01
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153; // month counted from March
-    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
+pub use coprocess::calendar::rfc3339_millis;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        let at = |s: u64, ms: u64| UNIX_EPOCH + Duration::from_secs(s) + Duration::from_millis(ms);
-        assert_eq!(rfc3339_millis(at(0, 0)), "1970-01-01T00:00:00.000Z");
-        // The SPEC's HMAC vector date: Fri, 03 May 2024 12:00:42 GMT.
-        assert_eq!(rfc3339_millis(at(1_714_737_642, 7)), "2024-05-03T12:00:42.007Z");
-        // Leap day and the day after, end of a century leap year.
-        assert_eq!(rfc3339_millis(at(951_782_400, 0)), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(at(951_868_800 - 1, 999)), "2000-02-29T23:59:59.999Z");
-        assert_eq!(rfc3339_millis(at(978_307_200 - 1, 0)), "2000-12-31T23:59:59.000Z");
-        assert_eq!(rfc3339_millis(at(4_107_542_400, 0)), "2100-03-01T00:00:00.000Z");
-    }
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn lines_are_one_json_object() {

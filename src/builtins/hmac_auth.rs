@@ -1,5 +1,5 @@
 //! `HMACSignatureAuth` (CustomKeyCheck): authenticate requests signed with an HMAC
-//! draft-cavage HTTP signature.
+//! draft-cavage HTTP signature (docs/builtins/hmac-signature-auth.md).
 //!
 //! The client sends `Date` and
 //! `Authorization: Signature keyId="<id>",algorithm="<alg>",signature="<sig>"` with an optional
@@ -10,34 +10,29 @@
 //! the wire (unencoded and lower-case escapes are accepted too); it is compared in constant
 //! time.
 //!
-//! Config (`deny_unknown_fields`):
-//! `{"keys": {"<keyId>": "<secret>"}, "store_prefix": "hmac-secret-",
-//!   "allowed_algorithms": ["hmac-sha1","hmac-sha256","hmac-sha384","hmac-sha512"],
-//!   "clock_skew_ms": 0, "session": <session template>, "store_cache_ms": 0,
-//!   "id_extractor_ttl_s": 0}`.
+//! With `"compat": "tyk"` it verifies what the gateway's own HMAC verifier accepts (lenient
+//! header grammar, `(request-target)` over the decoded path without the query, `X-Aux-Date`
+//! for `date`, a listed header the request lacks signed as empty) and answers every failure as
+//! that verifier does: 400 `Authorization field missing, malformed or invalid`.
 //!
-//! Outcomes, as `return_overrides`: a missing or malformed header or field is 400
+//! Outcomes otherwise, as `return_overrides`: a missing or malformed header or field is 400
 //! `Custom middleware: Bad request`; an unsupported or disallowed algorithm is 400
 //! `Bad HMAC request, unsupported algorithm`; an unknown key, a wrong signature or a Date
 //! outside the clock-skew window is 401 `Custom middleware: Not authorized`. On success the
 //! session template is returned with `hmac_enabled`, `hmac_secret`, `last_updated` and
 //! `metadata["token"] = keyId`. Secrets and expected signatures never reach a message or a log.
 
-use super::signature::{self, is_tchar, parse_http_date, percent_decode_into};
+use super::cavage::{self, HmacAlgorithm, KeyedSecret, Line, SigningString, REQUEST_TARGET};
+use crate::calendar::{parse_http_date_with, Zones};
 use crate::host::LogLevel;
 use crate::proto::{HookType, SessionState};
 use crate::{Blocking, ConfigError, Context, Middleware, MiddlewareError, SessionTemplate, Setup};
-use hmac::digest::KeyInit;
-use hmac::{Hmac, Mac};
 use parking_lot::RwLock;
-use sha1::Sha1;
-use sha2::{Sha256, Sha384, Sha512};
-use smallvec::SmallVec;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use subtle::ConstantTimeEq;
 
 /// Body of a 400 for a missing or malformed header or field.
 pub const BAD_REQUEST: &str = "Custom middleware: Bad request";
@@ -45,6 +40,8 @@ pub const BAD_REQUEST: &str = "Custom middleware: Bad request";
 pub const UNSUPPORTED_ALGORITHM: &str = "Bad HMAC request, unsupported algorithm";
 /// Body of a 401 for an unknown key, a wrong signature or a stale Date.
 pub const NOT_AUTHORIZED: &str = "Custom middleware: Not authorized";
+/// Body of every refusal with `"compat": "tyk"` (status 400), the gateway verifier's text.
+pub const TYK_REFUSAL: &str = "Authorization field missing, malformed or invalid";
 
 /// Longest keyId looked up (longer ones are unknown keys, and a config error in `keys`).
 const MAX_KEY_ID_LEN: usize = 1024;
@@ -53,42 +50,15 @@ const MAX_SIGNED_HEADERS: usize = 64;
 /// Most entries the store cache holds (when `store_cache_ms > 0`).
 const STORE_CACHE_MAX: usize = 4096;
 
-/// The HMAC algorithms, by their draft-cavage names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Algorithm {
-    /// `hmac-sha1`
-    HmacSha1,
-    /// `hmac-sha256`
-    HmacSha256,
-    /// `hmac-sha384`
-    HmacSha384,
-    /// `hmac-sha512`
-    HmacSha512,
-}
-
-impl Algorithm {
-    /// Every supported algorithm.
-    pub const ALL: [Algorithm; 4] =
-        [Algorithm::HmacSha1, Algorithm::HmacSha256, Algorithm::HmacSha384, Algorithm::HmacSha512];
-
-    /// The draft-cavage name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::HmacSha1 => "hmac-sha1",
-            Algorithm::HmacSha256 => "hmac-sha256",
-            Algorithm::HmacSha384 => "hmac-sha384",
-            Algorithm::HmacSha512 => "hmac-sha512",
-        }
-    }
-
-    /// The algorithm named `name` (ASCII case-insensitive).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(name))
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
+/// Whose clients the middleware verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compat {
+    /// The strict grammar and outcomes of this middleware.
+    #[default]
+    Default,
+    /// What the gateway's own HMAC verifier accepts, answered as it answers.
+    Tyk,
 }
 
 /// Configuration of [`HmacSignatureAuth`].
@@ -111,6 +81,8 @@ pub struct HmacSignatureAuthConfig {
     /// When > 0, the session's `id_extractor_deadline` is set to now + this many seconds;
     /// 0 leaves the template's value.
     pub id_extractor_ttl_s: u64,
+    /// `"tyk"`: verify what the gateway's own HMAC verifier accepts ([`Compat`]).
+    pub compat: Compat,
 }
 
 impl Default for HmacSignatureAuthConfig {
@@ -118,11 +90,12 @@ impl Default for HmacSignatureAuthConfig {
         HmacSignatureAuthConfig {
             keys: BTreeMap::new(),
             store_prefix: "hmac-secret-".into(),
-            allowed_algorithms: Algorithm::ALL.iter().map(|a| a.name().to_owned()).collect(),
+            allowed_algorithms: HmacAlgorithm::ALL.iter().map(|a| a.name().to_owned()).collect(),
             clock_skew_ms: 0,
             session: SessionState::default(),
             store_cache_ms: 0,
             id_extractor_ttl_s: 0,
+            compat: Compat::Default,
         }
     }
 }
@@ -137,118 +110,8 @@ impl fmt::Debug for HmacSignatureAuthConfig {
             .field("clock_skew_ms", &self.clock_skew_ms)
             .field("store_cache_ms", &self.store_cache_ms)
             .field("id_extractor_ttl_s", &self.id_extractor_ttl_s)
+            .field("compat", &self.compat)
             .finish_non_exhaustive()
-    }
-}
-
-/// A secret with its keyed HMAC states, each made once (on first use) and cloned per request,
-/// so a request never re-runs the key schedule.
-struct KeyedSecret {
-    secret: String,
-    sha1: OnceLock<Hmac<Sha1>>,
-    sha256: OnceLock<Hmac<Sha256>>,
-    sha384: OnceLock<Hmac<Sha384>>,
-    sha512: OnceLock<Hmac<Sha512>>,
-}
-
-impl KeyedSecret {
-    fn new(secret: String) -> Self {
-        KeyedSecret {
-            secret,
-            sha1: OnceLock::new(),
-            sha256: OnceLock::new(),
-            sha384: OnceLock::new(),
-            sha512: OnceLock::new(),
-        }
-    }
-
-    /// Key the state of `alg` now (configured keys are keyed at configuration time).
-    fn prepare(&self, alg: Algorithm) {
-        let key = self.secret.as_bytes();
-        match alg {
-            Algorithm::HmacSha1 => drop(keyed(&self.sha1, key)),
-            Algorithm::HmacSha256 => drop(keyed(&self.sha256, key)),
-            Algorithm::HmacSha384 => drop(keyed(&self.sha384, key)),
-            Algorithm::HmacSha512 => drop(keyed(&self.sha512, key)),
-        }
-    }
-
-    /// Whether `provided` is the HMAC of `msg` under this secret, compared in constant time.
-    fn verify(&self, alg: Algorithm, msg: &SigningString<'_>, provided: &[u8]) -> bool {
-        let key = self.secret.as_bytes();
-        match alg {
-            Algorithm::HmacSha1 => verify_with(keyed(&self.sha1, key), msg, provided),
-            Algorithm::HmacSha256 => verify_with(keyed(&self.sha256, key), msg, provided),
-            Algorithm::HmacSha384 => verify_with(keyed(&self.sha384, key), msg, provided),
-            Algorithm::HmacSha512 => verify_with(keyed(&self.sha512, key), msg, provided),
-        }
-    }
-}
-
-fn keyed<'c, M: Mac + KeyInit>(cell: &'c OnceLock<M>, key: &[u8]) -> &'c M {
-    cell.get_or_init(|| <M as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length"))
-}
-
-fn verify_with<M: Mac + Clone>(state: &M, msg: &SigningString<'_>, provided: &[u8]) -> bool {
-    let mut mac = state.clone();
-    msg.feed(|part| mac.update(part));
-    let tag = mac.finalize().into_bytes();
-    bool::from(tag.as_slice().ct_eq(provided))
-}
-
-/// One line of the signing string.
-enum Line<'a> {
-    Header { name: &'a str, value: &'a str },
-    RequestTarget { method: &'a str, uri: &'a str },
-}
-
-/// The signing string, fed to the HMAC in pieces without being assembled.
-struct SigningString<'a> {
-    lines: SmallVec<[Line<'a>; 4]>,
-}
-
-impl SigningString<'_> {
-    fn feed(&self, mut update: impl FnMut(&[u8])) {
-        for (i, line) in self.lines.iter().enumerate() {
-            if i > 0 {
-                update(b"\n");
-            }
-            match line {
-                Line::Header { name, value } => {
-                    update_lower(&mut update, name);
-                    update(b": ");
-                    update(value.as_bytes());
-                }
-                Line::RequestTarget { method, uri } => {
-                    update(b"(request-target): ");
-                    update_lower(&mut update, method);
-                    update(b" ");
-                    update(uri.as_bytes());
-                }
-            }
-        }
-    }
-
-    /// The signing string as text (tests and documentation).
-    #[cfg(test)]
-    fn to_text(&self) -> String {
-        let mut out = Vec::new();
-        self.feed(|p| out.extend_from_slice(p));
-        String::from_utf8(out).expect("built from str")
-    }
-}
-
-/// Feed `s` ASCII-lower-cased, through a small stack buffer (no allocation).
-fn update_lower(update: &mut impl FnMut(&[u8]), s: &str) {
-    if !s.bytes().any(|b| b.is_ascii_uppercase()) {
-        return update(s.as_bytes());
-    }
-    let mut buf = [0u8; 64];
-    for chunk in s.as_bytes().chunks(buf.len()) {
-        let lower = &mut buf[..chunk.len()];
-        lower.copy_from_slice(chunk);
-        lower.make_ascii_lowercase();
-        update(lower);
     }
 }
 
@@ -261,18 +124,19 @@ enum Refusal {
 }
 
 impl Refusal {
-    fn code(self) -> i32 {
-        match self {
-            Refusal::BadRequest(_) | Refusal::UnsupportedAlgorithm => 400,
-            Refusal::NotAuthorized(_) => 401,
+    fn code(self, compat: Compat) -> i32 {
+        match (compat, self) {
+            (Compat::Tyk, _) | (_, Refusal::BadRequest(_) | Refusal::UnsupportedAlgorithm) => 400,
+            (_, Refusal::NotAuthorized(_)) => 401,
         }
     }
 
-    fn message(self) -> &'static str {
-        match self {
-            Refusal::BadRequest(_) => BAD_REQUEST,
-            Refusal::UnsupportedAlgorithm => UNSUPPORTED_ALGORITHM,
-            Refusal::NotAuthorized(_) => NOT_AUTHORIZED,
+    fn message(self, compat: Compat) -> &'static str {
+        match (compat, self) {
+            (Compat::Tyk, _) => TYK_REFUSAL,
+            (_, Refusal::BadRequest(_)) => BAD_REQUEST,
+            (_, Refusal::UnsupportedAlgorithm) => UNSUPPORTED_ALGORITHM,
+            (_, Refusal::NotAuthorized(_)) => NOT_AUTHORIZED,
         }
     }
 
@@ -321,6 +185,7 @@ pub struct HmacSignatureAuth {
     session: SessionTemplate,
     id_extractor_ttl_s: u64,
     cache: Option<StoreCache>,
+    compat: Compat,
 }
 
 impl Middleware for HmacSignatureAuth {
@@ -334,11 +199,14 @@ impl Middleware for HmacSignatureAuth {
             return Err(ConfigError::new("allowed_algorithms must name at least one algorithm"));
         }
         for name in &config.allowed_algorithms {
-            let alg = Algorithm::from_name(name).ok_or_else(|| {
-                ConfigError::new(format!(
-                    "allowed_algorithms: {name:?} is not one of hmac-sha1, hmac-sha256, hmac-sha384, hmac-sha512"
-                ))
-            })?;
+            let alg = match cavage::Algorithm::from_name(name) {
+                Some(cavage::Algorithm::Hmac(a)) => a,
+                _ => {
+                    return Err(ConfigError::new(format!(
+                        "allowed_algorithms: {name:?} is not one of hmac-sha1, hmac-sha256, hmac-sha384, hmac-sha512"
+                    )))
+                }
+            };
             allowed[alg.index()] = true;
         }
         let mut keys = BTreeMap::new();
@@ -351,7 +219,7 @@ impl Middleware for HmacSignatureAuth {
                 return Err(ConfigError::new(format!("keys: the secret of keyId {key_id:?} is empty")));
             }
             let keyed = KeyedSecret::new(secret);
-            for alg in Algorithm::ALL.into_iter().filter(|a| allowed[a.index()]) {
+            for alg in HmacAlgorithm::ALL.into_iter().filter(|a| allowed[a.index()]) {
                 keyed.prepare(alg);
             }
             keys.insert(key_id, keyed);
@@ -368,6 +236,7 @@ impl Middleware for HmacSignatureAuth {
             session: SessionTemplate::new(&config.session),
             id_extractor_ttl_s: config.id_extractor_ttl_s,
             cache,
+            compat: config.compat,
         })
     }
 
@@ -389,22 +258,21 @@ impl Middleware for HmacSignatureAuth {
                     .session
                     .patch()
                     .hmac_enabled(true)
-                    .hmac_secret(&secret.secret)
+                    .hmac_secret(secret.secret())
                     .last_updated(itoa::Buffer::new().format(now.as_secs()));
-                if self.id_extractor_ttl_s > 0 {
-                    let deadline = now.as_secs().saturating_add(self.id_extractor_ttl_s);
-                    patch = patch.id_extractor_deadline(i64::try_from(deadline).unwrap_or(i64::MAX));
+                if let Some(deadline) = super::id_extractor_deadline(now, self.id_extractor_ttl_s) {
+                    patch = patch.id_extractor_deadline(deadline);
                 }
                 ctx.authenticate_with(patch, key_id);
             }
             Err((refusal, key_id)) => {
-                let (code, reason) = (refusal.code(), refusal.reason());
+                let (code, reason) = (refusal.code(self.compat), refusal.reason());
                 let line = match key_id {
-                    Some(k) => format!("HMACSignatureAuth: {code} for keyId {:?}: {reason}", truncate(k, 64)),
+                    Some(k) => format!("HMACSignatureAuth: {code} for keyId {:?}: {reason}", truncate(&k, 64)),
                     None => format!("HMACSignatureAuth: {code}: {reason}"),
                 };
                 ctx.log(LogLevel::Debug, &line);
-                ctx.reject(refusal.code(), refusal.message());
+                ctx.reject(code, refusal.message(self.compat));
             }
         }
         Ok(())
@@ -422,7 +290,24 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-type Checked<'c, 's> = Result<(&'c str, Found<'s>), (Refusal, Option<&'c str>)>;
+type Checked<'c, 's> = Result<(Cow<'c, str>, Found<'s>), (Refusal, Option<Cow<'c, str>>)>;
+
+/// The path of a request URI without its query, percent-decoded as the gateway's `r.URL.Path`
+/// is (the raw path when it does not decode).
+fn decoded_path(request_uri: &str) -> Cow<'_, [u8]> {
+    let path = request_uri.split_once('?').map_or(request_uri, |(p, _)| p);
+    if !path.contains('%') {
+        return Cow::Borrowed(path.as_bytes());
+    }
+    let mut out = vec![0u8; path.len()];
+    match cavage::percent_decode_into(path, &mut out) {
+        Some(n) => {
+            out.truncate(n);
+            Cow::Owned(out)
+        }
+        None => Cow::Borrowed(path.as_bytes()),
+    }
+}
 
 impl HmacSignatureAuth {
     /// Verify the request; on success the keyId and its secret.
@@ -432,65 +317,118 @@ impl HmacSignatureAuth {
             .header("Authorization")
             .filter(|v| !v.is_empty())
             .ok_or((BadRequest("no Authorization header"), None))?;
-        let params = signature::parse(authorization).map_err(|e| (BadRequest(e.as_str()), None))?;
+        let params = match self.compat {
+            Compat::Default => cavage::parse(authorization),
+            Compat::Tyk => cavage::parse_lenient(authorization),
+        }
+        .map_err(|e| (BadRequest(e.as_str()), None))?;
         let key_id = params.key_id.filter(|v| !v.is_empty()).ok_or((BadRequest("keyId missing"), None))?;
-        let fail = |r: Refusal| (r, Some(key_id));
-        let algorithm = params.algorithm.filter(|v| !v.is_empty()).ok_or(fail(BadRequest("algorithm missing")))?;
-        let sig = params.signature.filter(|v| !v.is_empty()).ok_or(fail(BadRequest("signature missing")))?;
-        let alg =
-            Algorithm::from_name(algorithm).filter(|a| self.allowed[a.index()]).ok_or(fail(UnsupportedAlgorithm))?;
-        let date = ctx.header("Date").filter(|v| !v.is_empty()).ok_or(fail(BadRequest("no Date header")))?;
-        let msg = self.signing_string(ctx, params.headers).map_err(|r| fail(BadRequest(r)))?;
+        let fail = |r: Refusal| (r, Some(key_id.clone()));
+        let algorithm =
+            params.algorithm.filter(|v| !v.is_empty()).ok_or_else(|| fail(BadRequest("algorithm missing")))?;
+        let sig = params.signature.filter(|v| !v.is_empty()).ok_or_else(|| fail(BadRequest("signature missing")))?;
+        let alg = match cavage::Algorithm::from_name(&algorithm) {
+            Some(cavage::Algorithm::Hmac(a)) if self.allowed[a.index()] => a,
+            _ => return Err(fail(UnsupportedAlgorithm)),
+        };
+        let (date_name, date) = self.date_header(ctx);
+        let date = date.filter(|v| !v.is_empty()).ok_or_else(|| fail(BadRequest("no Date header")))?;
+        let path;
+        let target: &[u8] = match self.compat {
+            Compat::Default => ctx.request_uri().as_bytes(),
+            Compat::Tyk => {
+                path = decoded_path(ctx.request_uri());
+                &path
+            }
+        };
+        let list = params.headers.as_deref().unwrap_or("date");
+        let msg = self.signing_string(ctx, list, target, (date_name, date)).map_err(|r| fail(BadRequest(r)))?;
 
-        if self.clock_skew_ms > 0 {
-            let sent = parse_http_date(date).ok_or(fail(NotAuthorized("Date does not parse")))?;
+        // The gateway's verifier refuses a Date it cannot parse even without a skew check.
+        if self.clock_skew_ms > 0 || self.compat == Compat::Tyk {
+            let zones = if self.compat == Compat::Tyk { Zones::GoLayouts } else { Zones::Strict };
+            let sent = parse_http_date_with(date, zones).ok_or_else(|| fail(NotAuthorized("Date does not parse")))?;
             let now_ms = i128::from(now.as_secs()) * 1000 + i128::from(now.subsec_millis());
-            if (now_ms - i128::from(sent) * 1000).unsigned_abs() > u128::from(self.clock_skew_ms) {
+            if self.clock_skew_ms > 0
+                && (now_ms - i128::from(sent) * 1000).unsigned_abs() > u128::from(self.clock_skew_ms)
+            {
                 return Err(fail(NotAuthorized("Date outside the clock-skew window")));
             }
         }
 
-        let secret = self.lookup(ctx, key_id).ok_or(fail(NotAuthorized("unknown keyId")))?;
+        let secret = self.lookup(ctx, &key_id).ok_or_else(|| fail(NotAuthorized("unknown keyId")))?;
         // base64 of an HMAC-SHA512 is 88 characters; anything longer cannot match.
         let mut b64 = [0u8; 96];
-        let b64_len = percent_decode_into(sig, &mut b64)
-            .ok_or(fail(NotAuthorized("signature is not a valid percent-encoded HMAC")))?;
+        let b64_len = cavage::percent_decode_into(&sig, &mut b64)
+            .ok_or_else(|| fail(NotAuthorized("signature is not a valid percent-encoded HMAC")))?;
         let mut raw = [0u8; 72]; // decode_slice wants room for its length estimate
-        let raw_len =
-            base64_decode(&b64[..b64_len], &mut raw).ok_or(fail(NotAuthorized("signature is not valid base64")))?;
+        let raw_len = cavage::base64_decode_into(&b64[..b64_len], &mut raw)
+            .ok_or_else(|| fail(NotAuthorized("signature is not valid base64")))?;
         if !secret.verify(alg, &msg, &raw[..raw_len]) {
             return Err(fail(NotAuthorized("signature mismatch")));
         }
         Ok((key_id, secret))
     }
 
-    /// The signing string for the `headers=` list (default `date`), or why it cannot be built.
-    fn signing_string<'c>(&self, ctx: &Context<'c>, list: Option<&'c str>) -> Result<SigningString<'c>, &'static str> {
-        let list = list.unwrap_or("date");
-        let mut lines = SmallVec::new();
+    /// The date line's name and value: `Date`, or with `"compat": "tyk"` `X-Aux-Date` when the
+    /// request has one (the gateway's verifier prefers it).
+    fn date_header<'c>(&self, ctx: &Context<'c>) -> (&'static str, Option<&'c str>) {
+        if self.compat == Compat::Tyk {
+            if let Some(aux) = ctx.header("X-Aux-Date").filter(|v| !v.is_empty()) {
+                return ("x-aux-date", Some(aux));
+            }
+        }
+        ("date", ctx.header("Date"))
+    }
+
+    /// The signing string for the `headers=` list, or why it cannot be built.
+    fn signing_string<'c>(
+        &self,
+        ctx: &Context<'c>,
+        list: &'c str,
+        target: &'c [u8],
+        date: (&'static str, &'c str),
+    ) -> Result<SigningString<'c>, &'static str> {
+        let mut msg = SigningString::new();
         let mut has_date = false;
-        for name in list.split([' ', '\t']).filter(|n| !n.is_empty()) {
-            if lines.len() == MAX_SIGNED_HEADERS {
+        let names: Box<dyn Iterator<Item = &str>> = match self.compat {
+            Compat::Default => Box::new(list.split([' ', '\t']).filter(|n| !n.is_empty())),
+            // The gateway's verifier splits on single spaces and keeps empty names.
+            Compat::Tyk => Box::new(list.split(' ').map(str::trim)),
+        };
+        for name in names {
+            if msg.len() == MAX_SIGNED_HEADERS {
                 return Err("too many signed headers");
             }
-            if name.eq_ignore_ascii_case("(request-target)") {
-                lines.push(Line::RequestTarget { method: ctx.method(), uri: ctx.request_uri() });
+            if name.eq_ignore_ascii_case(REQUEST_TARGET) {
+                msg.push(Line::RequestTarget { method: ctx.method(), target });
                 continue;
             }
-            if !name.bytes().all(is_tchar) {
-                return Err("invalid name in headers=");
+            if name.eq_ignore_ascii_case("date") {
+                has_date = true;
+                msg.push(Line::Header { name: date.0, value: date.1.trim_matches(|c| c == ' ' || c == '\t') });
+                continue;
             }
-            let value = ctx.header(name).ok_or("a header listed in headers= is missing")?;
-            has_date |= name.eq_ignore_ascii_case("date");
-            lines.push(Line::Header { name, value: value.trim_matches(|c| c == ' ' || c == '\t') });
+            let value = match self.compat {
+                Compat::Default => {
+                    if !super::is_header_name(name) {
+                        return Err("invalid name in headers=");
+                    }
+                    ctx.header(name).ok_or("a header listed in headers= is missing")?.trim_matches([' ', '\t'])
+                }
+                // Absent headers sign as empty; Host is not among the gateway's request headers.
+                Compat::Tyk if name.eq_ignore_ascii_case("host") => "",
+                Compat::Tyk => ctx.header(name).unwrap_or("").trim(),
+            };
+            msg.push(Line::Header { name, value });
         }
-        if lines.is_empty() {
+        if msg.is_empty() {
             return Err("headers= lists no header");
         }
         if self.clock_skew_ms > 0 && !has_date {
             return Err("the clock-skew check needs date in headers=");
         }
-        Ok(SigningString { lines })
+        Ok(msg)
     }
 
     /// The secret for `key_id`: the key table, then the host store (through the cache).
@@ -529,17 +467,6 @@ impl HmacSignatureAuth {
     }
 }
 
-/// Base64 (standard alphabet, padding optional) into `out`; `None` when invalid or too long.
-fn base64_decode(input: &[u8], out: &mut [u8]) -> Option<usize> {
-    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    use base64::Engine;
-    const ENGINE: GeneralPurpose = GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-    );
-    ENGINE.decode_slice(input, out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,6 +491,18 @@ mod tests {
         Object { hook_type: HookType::CustomKeyCheck as i32, request: Some(req), ..Default::default() }
     }
 
+    /// The signing string `mw` builds for `list` on `obj`, as text.
+    fn signing_text(mw: &HmacSignatureAuth, obj: &Object, list: &str) -> Result<String, &'static str> {
+        let host = FakeHost::new();
+        crate::testing::with_context(obj, &host, |ctx| {
+            let (name, date) = mw.date_header(ctx);
+            let path = decoded_path(ctx.request_uri());
+            let target: &[u8] = if mw.compat == Compat::Tyk { &path } else { ctx.request_uri().as_bytes() };
+            let msg = mw.signing_string(ctx, list, target, (name, date.unwrap_or("")))?;
+            Ok(String::from_utf8(msg.to_vec()).unwrap())
+        })
+    }
+
     #[test]
     fn signing_string_lines() {
         let host = FakeHost::new();
@@ -573,47 +512,46 @@ mod tests {
             "/a/b?c=d%20e",
             &[("Date", " Fri, 03 May 2024 12:00:42 GMT\t"), ("X-Custom-Header", "v"), ("Empty", "")],
         );
-        crate::testing::with_context(&obj, &host, |ctx| {
-            let s = mw.signing_string(ctx, Some("(REQUEST-TARGET)  DATE\tx-custom-header Empty")).unwrap();
-            assert_eq!(
-                s.to_text(),
-                "(request-target): patch /a/b?c=d%20e\ndate: Fri, 03 May 2024 12:00:42 GMT\nx-custom-header: v\nempty: "
-            );
-            assert_eq!(mw.signing_string(ctx, None).unwrap().to_text(), "date: Fri, 03 May 2024 12:00:42 GMT");
-            assert!(mw.signing_string(ctx, Some("")).is_err());
-            assert!(mw.signing_string(ctx, Some("date host")).is_err());
-            assert!(mw.signing_string(ctx, Some("date da:te")).is_err());
-        });
+        assert_eq!(
+            signing_text(&mw, &obj, "(REQUEST-TARGET)  DATE\tx-custom-header Empty").unwrap(),
+            "(request-target): patch /a/b?c=d%20e\ndate: Fri, 03 May 2024 12:00:42 GMT\nx-custom-header: v\nempty: "
+        );
+        assert_eq!(signing_text(&mw, &obj, "date").unwrap(), "date: Fri, 03 May 2024 12:00:42 GMT");
+        assert!(signing_text(&mw, &obj, "").is_err());
+        assert!(signing_text(&mw, &obj, "date host").is_err());
+        assert!(signing_text(&mw, &obj, "date da:te").is_err());
         // Long names and methods lower-case across the chunk boundary.
         let long = format!("X-{}", "AbC".repeat(50));
         let method = "M".repeat(100);
         let obj = request(&method, "/", &[(long.as_str(), "1")]);
         let list = format!("{long} (request-target)");
-        crate::testing::with_context(&obj, &host, |ctx| {
-            let s = mw.signing_string(ctx, Some(&list)).unwrap();
-            assert_eq!(
-                s.to_text(),
-                format!("{}: 1\n(request-target): {} /", long.to_lowercase(), method.to_lowercase())
-            );
-        });
+        assert_eq!(
+            signing_text(&mw, &obj, &list).unwrap(),
+            format!("{}: 1\n(request-target): {} /", long.to_lowercase(), method.to_lowercase())
+        );
     }
 
     #[test]
-    fn keyed_state_matches_fresh_keying() {
-        // A state keyed once and cloned gives the same tags as keying anew every time, for
-        // short keys and keys longer than the hash block (which HMAC hashes first).
-        for secret in ["k".to_owned(), "s".repeat(64), "L".repeat(200)] {
-            let keyed = KeyedSecret::new(secret.clone());
-            let msg = SigningString { lines: smallvec::smallvec![Line::Header { name: "date", value: "x" }] };
-            let mut fresh = <Hmac<Sha384> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
-            fresh.update(b"date: x");
-            let tag = fresh.finalize().into_bytes();
-            for _ in 0..3 {
-                assert!(keyed.verify(Algorithm::HmacSha384, &msg, &tag));
-            }
-            assert!(!keyed.verify(Algorithm::HmacSha384, &msg, &tag[..47]));
-            assert!(!keyed.verify(Algorithm::HmacSha512, &msg, &tag));
-        }
+    fn tyk_compat_signing_strings() {
+        let host = FakeHost::new();
+        let mw = instance(serde_json::json!({"compat": "tyk"}), &host);
+        let obj = request(
+            "GET",
+            "/api/caf%C3%A9%2Fx?q=1",
+            &[
+                ("Date", "Fri, 03 May 2024 12:00:42 GMT"),
+                ("X-Aux-Date", " Sat, 04 May 2024 12:00:42 GMT"),
+                ("Host", "gw"),
+            ],
+        );
+        // The decoded path without the query; X-Aux-Date in place of Date; absent and Host
+        // headers signed as empty; names split on single spaces (an empty name kept).
+        assert_eq!(
+            signing_text(&mw, &obj, "(request-target) date x-missing host").unwrap(),
+            "(request-target): get /api/café/x\nx-aux-date: Sat, 04 May 2024 12:00:42 GMT\nx-missing: \nhost: "
+        );
+        assert_eq!(signing_text(&mw, &obj, "date  date").unwrap().lines().count(), 3);
+        assert_eq!(decoded_path("/a%zz?x"), Cow::Borrowed(&b"/a%zz"[..]), "an undecodable path stays raw");
     }
 
     #[test]
@@ -624,8 +562,8 @@ mod tests {
             &host,
         );
         let k = &mw.keys["a"];
-        assert!(k.sha1.get().is_some() && k.sha256.get().is_some());
-        assert!(k.sha384.get().is_none() && k.sha512.get().is_none());
+        assert!(k.is_prepared(HmacAlgorithm::Sha1) && k.is_prepared(HmacAlgorithm::Sha256));
+        assert!(!k.is_prepared(HmacAlgorithm::Sha384) && !k.is_prepared(HmacAlgorithm::Sha512));
         assert_eq!(mw.allowed, [true, true, false, false]);
     }
 

@@ -4,11 +4,11 @@
 //! Config: `{"add": {"Header-Name": "value"}, "remove": ["Header-Name"]}`.
 //! On request hooks only `set_headers`/`delete_headers` are written (`headers` is the
 //! gateway's read-only copy); the gateway applies deletions first, so a header both removed
-//! and added ends up with the added value. On Response hooks `response.headers` is edited and,
-//! when the gateway sent `multivalue_headers`, those are kept consistent (matched
-//! case-insensitively); when it sent none, only `headers` is edited.
+//! and added ends up with the added value. On Response hooks the response headers are edited
+//! through the context (matched case-insensitively), which keeps `headers` and
+//! `multivalue_headers` consistent, so the gateway sends exactly the edited set.
 
-use crate::proto::{Header, HookType, ResponseObject};
+use crate::proto::HookType;
 use crate::{Blocking, ConfigError, Context, Middleware, MiddlewareError, Setup};
 use std::collections::BTreeMap;
 
@@ -53,7 +53,12 @@ impl Middleware for InjectHeaders {
 
     fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError> {
         if ctx.hook_type() == HookType::Response {
-            edit_response(ctx.response_mut(), &self.config);
+            for name in &self.config.remove {
+                ctx.delete_response_header(name);
+            }
+            for (name, value) in &self.config.add {
+                ctx.set_response_header(name, value);
+            }
             return Ok(());
         }
         for name in &self.config.remove {
@@ -66,26 +71,10 @@ impl Middleware for InjectHeaders {
     }
 }
 
-fn edit_response(resp: &mut ResponseObject, config: &InjectHeadersConfig) {
-    let had_multivalue = !resp.multivalue_headers.is_empty();
-    for name in &config.remove {
-        resp.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
-        resp.multivalue_headers.retain(|h| !h.key.eq_ignore_ascii_case(name));
-    }
-    for (name, value) in &config.add {
-        resp.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
-        resp.headers.insert(name.clone(), value.clone());
-        if had_multivalue {
-            resp.multivalue_headers.retain(|h| !h.key.eq_ignore_ascii_case(name));
-            resp.multivalue_headers.push(Header { key: name.clone(), values: vec![value.clone()] });
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{MiniRequestObject, Object};
+    use crate::proto::{Header, MiniRequestObject, Object, ResponseObject};
     use crate::FakeHost;
 
     fn instance(json: &str) -> Result<InjectHeaders, ConfigError> {

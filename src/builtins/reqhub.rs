@@ -108,6 +108,9 @@ pub struct ReqHubMerchantConfig {
     pub session: Option<SessionState>,
     /// A request header that carries the verification result to the upstream ("" = none).
     pub result_header: String,
+    /// As CustomKeyCheck: when > 0, the session's `id_extractor_deadline` is set to now + this
+    /// many seconds; 0 leaves the template's value.
+    pub id_extractor_ttl_s: u64,
 }
 
 impl Default for ReqHubMerchantConfig {
@@ -124,6 +127,7 @@ impl Default for ReqHubMerchantConfig {
             clients: BTreeMap::new(),
             session: None,
             result_header: String::new(),
+            id_extractor_ttl_s: 0,
         }
     }
 }
@@ -142,6 +146,7 @@ impl fmt::Debug for ReqHubMerchantConfig {
             .field("clients", &self.clients)
             .field("session", &self.session.is_some())
             .field("result_header", &self.result_header)
+            .field("id_extractor_ttl_s", &self.id_extractor_ttl_s)
             .finish()
     }
 }
@@ -345,6 +350,7 @@ pub struct ReqHubMerchant {
     clients: BTreeMap<String, ClientEntry>,
     session: SessionTemplate,
     result_header: Option<String>,
+    id_extractor_ttl_s: u64,
 }
 
 impl Middleware for ReqHubMerchant {
@@ -414,6 +420,7 @@ impl Middleware for ReqHubMerchant {
             clients: config.clients,
             session: SessionTemplate::new(&config.session.unwrap_or_default()),
             result_header: (!config.result_header.is_empty()).then_some(config.result_header),
+            id_extractor_ttl_s: config.id_extractor_ttl_s,
         })
     }
 
@@ -451,7 +458,12 @@ impl Middleware for ReqHubMerchant {
                 }
                 ctx.set_metadata(METADATA_KEY, result);
                 if ctx.hook_type() == HookType::CustomKeyCheck {
-                    ctx.authenticate_with(self.session.patch(), client.key);
+                    let mut patch = self.session.patch();
+                    let now = Duration::from_millis(client::unix_millis());
+                    if let Some(deadline) = super::id_extractor_deadline(now, self.id_extractor_ttl_s) {
+                        patch = patch.id_extractor_deadline(deadline);
+                    }
+                    ctx.authenticate_with(patch, client.key);
                 }
             }
             Verdict::Deny(denial) => deny(ctx, &denial),

@@ -6,7 +6,8 @@
 //! `strip_prefix` is removed (a value without the prefix matches nothing). A match sets the
 //! session and `metadata["token"]`. Otherwise, with `reject_code` 0 no session is set and the
 //! gateway answers 403; with 401 or 403 the middleware answers that code with body
-//! `Key not authorised` (the gateway's own text).
+//! `Key not authorised` (the gateway's own text). `id_extractor_ttl_s` sets the session's
+//! `id_extractor_deadline`.
 
 use crate::proto::{HookType, SessionState};
 use crate::{Blocking, ConfigError, Context, Middleware, MiddlewareError, SessionTemplate, Setup};
@@ -24,6 +25,10 @@ pub struct StaticTokenAuthConfig {
     pub tokens: BTreeMap<String, SessionState>,
     /// 0: leave no session (the gateway answers 403); 401 or 403: answer it.
     pub reject_code: i32,
+    /// When > 0, the session's `id_extractor_deadline` is set to now + this many seconds (the
+    /// gateway's ID extractor then skips this hook for the token until then); 0 leaves the
+    /// template's value.
+    pub id_extractor_ttl_s: u64,
 }
 
 impl Default for StaticTokenAuthConfig {
@@ -33,6 +38,7 @@ impl Default for StaticTokenAuthConfig {
             strip_prefix: String::new(),
             tokens: BTreeMap::new(),
             reject_code: 0,
+            id_extractor_ttl_s: 0,
         }
     }
 }
@@ -47,6 +53,7 @@ pub struct StaticTokenAuth {
     /// Tokens and their templates, encoded once here.
     tokens: BTreeMap<String, SessionTemplate>,
     reject_code: i32,
+    id_extractor_ttl_s: u64,
 }
 
 impl Middleware for StaticTokenAuth {
@@ -70,6 +77,7 @@ impl Middleware for StaticTokenAuth {
             strip_prefix: config.strip_prefix,
             tokens,
             reject_code: config.reject_code,
+            id_extractor_ttl_s: config.id_extractor_ttl_s,
         })
     }
 
@@ -80,7 +88,14 @@ impl Middleware for StaticTokenAuth {
     fn handle(&self, ctx: &mut Context<'_>) -> Result<(), MiddlewareError> {
         let token = ctx.header(&self.header).and_then(|v| v.strip_prefix(self.strip_prefix.as_str()));
         match token.and_then(|t| self.tokens.get_key_value(t)) {
-            Some((token, template)) => ctx.authenticate_with(template.patch(), token.as_str()),
+            Some((token, template)) => {
+                let mut patch = template.patch();
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                if let Some(deadline) = super::id_extractor_deadline(now, self.id_extractor_ttl_s) {
+                    patch = patch.id_extractor_deadline(deadline);
+                }
+                ctx.authenticate_with(patch, token.as_str())
+            }
             None if self.reject_code != 0 => ctx.reject(self.reject_code, KEY_NOT_AUTHORISED),
             None => {}
         }
@@ -114,6 +129,15 @@ mod tests {
         assert_eq!(s.tags, vec!["gold"]);
         assert_eq!(s.access_rights["api1"].versions, vec!["Default"]);
         assert_eq!(out.metadata["token"], "abc");
+    }
+
+    #[test]
+    fn id_extractor_deadline_is_set_when_configured() {
+        let config = CONFIG.replacen('{', r#"{"id_extractor_ttl_s": 120, "#, 1);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let deadline = run(&config, Some("Key abc")).session.unwrap().id_extractor_deadline;
+        assert!((now + 120..=now + 121).contains(&deadline), "{deadline}");
+        assert_eq!(run(CONFIG, Some("Key abc")).session.unwrap().id_extractor_deadline, 0);
     }
 
     #[test]

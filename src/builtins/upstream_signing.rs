@@ -1,46 +1,45 @@
 //! `UpstreamRequestSigning` (Post; also Pre and PostKeyAuth): signs the request going upstream
 //! with draft-cavage-http-signatures-10, HMAC or RSA, like the gateway's own
-//! `upstream.authentication.requestSigning`.
+//! `upstream.authentication.requestSigning` (docs/builtins/upstream-request-signing.md).
 //!
 //! Config (the gateway's camelCase names): `{"signatureHeader": "Authorization", "algorithm":
 //! "hmac-sha256", "secret": "...", "keyId": "...", "headers": ["..."], "certificateId": "...",
-//! "privateKey": "<PEM>", "plainSignature": false}`.
+//! "privateKey": "<PEM>", "plainSignature": false, "listen_path": "/api/", "target_url":
+//! "http://upstream/base"}`.
 //!
-//! Per request:
-//! 1. A `Date` header (RFC 1123, GMT, now) is added through `set_headers` when the request has
-//!    none (or an empty one), before anything else, so that value is the one signed.
+//! It signs what the upstream receives. Per request:
+//! 1. A `Date` header (IMF-fixdate, GMT, now) is added through `set_headers` when the request
+//!    has none (or an empty one), before anything else, so that value is the one signed.
 //! 2. The header list: with `headers` configured, those of it the request has with a non-empty
 //!    value (`(request-target)` always counts as present), or `(request-target) date` when none
 //!    is; without it, `(request-target)` then every request header name except the signature
-//!    header, lower-cased, de-duplicated and sorted (`date` is always among them).
+//!    header, `Host`, `X-Forwarded-For` and the hop-by-hop headers (and those `Connection`
+//!    names), which the gateway's proxy replaces or removes; lower-cased, de-duplicated, sorted.
 //! 3. The signing string: one `name: value` line per listed header, values trimmed, joined by
-//!    `\n`; `(request-target)` is the lower-cased method, a space, and `request.url` (path and
-//!    query going upstream).
+//!    `\n`; `(request-target)` is the lower-cased method, a space, and the path and query the
+//!    upstream receives: `request.url` with `listen_path` stripped and `target_url`'s path
+//!    joined in front (as the gateway's proxy does), or `request.url` as it is without them.
 //! 4. `<signatureHeader>: Signature keyId="..",algorithm="..",headers="..",signature=".."` is
 //!    set through `set_headers`. HMAC signatures are base64 then URL-query-escaped (Go's
-//!    `url.QueryEscape`) unless `plainSignature`; RSA (`rsa-sha256`, PKCS#1 v1.5 over SHA-256)
-//!    is plain base64 whatever `plainSignature` says.
+//!    `url.QueryEscape`) unless `plainSignature`; RSA (`rsa-sha256`, PKCS#1 v1.5 over SHA-256,
+//!    signed with ring: constant-time and blinded) is plain base64 whatever `plainSignature`
+//!    says.
 //!
 //! Missing or unusable configuration is answered with a 500 through `return_overrides`
 //! (`Dispatch` still returns 0), never with key material in the message. Only a configuration
 //! that cannot even be expressed in the output (a key id with a quote, an invalid header name)
 //! is a configuration error (-5).
 
+use super::cavage::{self, Algorithm, HmacAlgorithm, KeyedSecret, Line, SigningString, REQUEST_TARGET};
 use crate::host::LogLevel;
 use crate::proto::HookType;
 use crate::{Blocking, ConfigError, Context, Middleware, MiddlewareError, Setup};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use hmac::{Hmac, Mac};
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs1v15::SigningKey;
-use rsa::signature::{RandomizedSigner, SignatureEncoding};
-use rsa::traits::PublicKeyParts;
-use rsa::RsaPrivateKey;
-use sha2::{Sha256, Sha384, Sha512};
-use std::fmt::Write as _;
+use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 use zeroize::Zeroizing;
 
 /// The gateway's answer when keyId, algorithm, the HMAC secret or the RSA key is missing.
@@ -57,8 +56,25 @@ pub const UNSIGNABLE_HEADER: &str = "Request header cannot be signed";
 /// The smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
 
-/// Configuration of [`UpstreamRequestSigning`] (the gateway's camelCase key names). Not
-/// `Debug`: it holds the secret and the private key.
+/// Headers the gateway's proxy removes before the request leaves (hop-by-hop), or replaces
+/// (`Host`, `X-Forwarded-For`): never in the default header list.
+const NOT_FORWARDED: [&str; 11] = [
+    "host",
+    "x-forwarded-for",
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Configuration of [`UpstreamRequestSigning`] (the gateway's camelCase key names; the API
+/// definition's own names for the proxy settings). Not `Debug`: it holds the secret and the
+/// private key.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct UpstreamRequestSigningConfig {
@@ -70,7 +86,8 @@ pub struct UpstreamRequestSigningConfig {
     pub secret: String,
     /// The `keyId` the upstream uses to find the secret or public key.
     pub key_id: String,
-    /// The headers to sign, in order; empty means `(request-target)` plus every header.
+    /// The headers to sign, in order; empty means `(request-target)` plus every header the
+    /// upstream receives as sent.
     pub headers: Vec<String>,
     /// RSA: the host-store key (`TykGetData`) of a PEM holding the private key.
     pub certificate_id: String,
@@ -78,6 +95,14 @@ pub struct UpstreamRequestSigningConfig {
     pub private_key: String,
     /// HMAC: emit plain base64 instead of URL-query-escaped base64. No effect on RSA.
     pub plain_signature: bool,
+    /// The API's `proxy.listen_path`, when the API strips it (`strip_listen_path`): removed
+    /// from the front of `request.url`'s path for `(request-target)`.
+    #[serde(rename = "listen_path")]
+    pub listen_path: String,
+    /// The API's `proxy.target_url`: its path is joined in front of the path and its query in
+    /// front of the query for `(request-target)`; a listed `host` is signed as its host.
+    #[serde(rename = "target_url")]
+    pub target_url: String,
 }
 
 impl Default for UpstreamRequestSigningConfig {
@@ -91,42 +116,8 @@ impl Default for UpstreamRequestSigningConfig {
             certificate_id: String::new(),
             private_key: String::new(),
             plain_signature: false,
-        }
-    }
-}
-
-/// A keyed HMAC, ready to be cloned per request.
-#[derive(Clone)]
-enum HmacKey {
-    Sha1(Hmac<sha1::Sha1>),
-    Sha256(Hmac<Sha256>),
-    Sha384(Hmac<Sha384>),
-    Sha512(Hmac<Sha512>),
-}
-
-impl HmacKey {
-    fn new(algorithm: &str, secret: &[u8]) -> Option<HmacKey> {
-        // HMAC accepts keys of any length, so new_from_slice cannot fail.
-        Some(match algorithm {
-            "hmac-sha1" => HmacKey::Sha1(Hmac::new_from_slice(secret).ok()?),
-            "hmac-sha256" => HmacKey::Sha256(Hmac::new_from_slice(secret).ok()?),
-            "hmac-sha384" => HmacKey::Sha384(Hmac::new_from_slice(secret).ok()?),
-            "hmac-sha512" => HmacKey::Sha512(Hmac::new_from_slice(secret).ok()?),
-            _ => return None,
-        })
-    }
-
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        fn run<M: Mac + Clone>(m: &M, message: &[u8]) -> Vec<u8> {
-            let mut m = m.clone();
-            m.update(message);
-            m.finalize().into_bytes().to_vec()
-        }
-        match self {
-            HmacKey::Sha1(m) => run(m, message),
-            HmacKey::Sha256(m) => run(m, message),
-            HmacKey::Sha384(m) => run(m, message),
-            HmacKey::Sha512(m) => run(m, message),
+            listen_path: String::new(),
+            target_url: String::new(),
         }
     }
 }
@@ -134,17 +125,18 @@ impl HmacKey {
 /// Where the RSA key comes from.
 enum RsaSource {
     /// Parsed from the inline `privateKey` in `new`: the key or why it cannot be used.
-    Inline(Result<Arc<SigningKey<Sha256>>, String>),
+    Inline(Result<Arc<RsaKeyPair>, String>),
     /// Fetched from the host store under this id at first use, then kept for the life of the
     /// configuration (until `Reload` or a new config_data). Failures are not kept: the next
     /// request looks again.
-    Store { certificate_id: String, cache: OnceLock<Arc<SigningKey<Sha256>>> },
+    Store { certificate_id: String, cache: OnceLock<Arc<RsaKeyPair>> },
 }
 
 /// What the configuration allows, decided once in `new`.
 enum Signer {
     Hmac {
-        key: Box<HmacKey>,
+        alg: HmacAlgorithm,
+        key: Box<KeyedSecret>,
         escape: bool,
     },
     Rsa(RsaSource),
@@ -152,14 +144,40 @@ enum Signer {
     Refuse(&'static str),
 }
 
+/// The upstream's target: the path prefix and query of `target_url`, and its authority.
+struct Target {
+    path: String,
+    query: String,
+    authority: String,
+}
+
 /// The `UpstreamRequestSigning` middleware.
 pub struct UpstreamRequestSigning {
     signature_header: String,
-    /// `keyId="..",algorithm=".."` (the fixed part of the output).
-    prefix: String,
+    key_id: String,
+    algorithm: Option<Algorithm>,
     /// Configured header names, lower-cased, de-duplicated; empty: the default list.
     headers: Vec<String>,
     signer: Signer,
+    listen_path: String,
+    target: Option<Target>,
+}
+
+/// `target_url` split into what `(request-target)` and `host` need.
+fn parse_target(url: &str) -> Result<Option<Target>, ConfigError> {
+    if url.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || ConfigError::new("target_url is not an absolute http(s) URL");
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).ok_or_else(invalid)?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') || authority.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(invalid());
+    }
+    let tail = tail.split_once('#').map_or(tail, |(t, _)| t);
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    Ok(Some(Target { path: path.to_owned(), query: query.to_owned(), authority: authority.to_owned() }))
 }
 
 impl Middleware for UpstreamRequestSigning {
@@ -195,27 +213,42 @@ impl Middleware for UpstreamRequestSigning {
         if !config.private_key.is_empty() && !config.certificate_id.is_empty() {
             return Err(ConfigError::new("set only one of privateKey and certificateId"));
         }
+        if !config.listen_path.is_empty() && !config.listen_path.starts_with('/') {
+            return Err(ConfigError::new("listen_path must start with /"));
+        }
+        let target = parse_target(&config.target_url)?;
 
-        let algorithm = config.algorithm.trim().to_ascii_lowercase();
-        let signer = if config.key_id.is_empty() || algorithm.is_empty() {
+        let algorithm = Algorithm::from_name(config.algorithm.trim());
+        let signer = if config.key_id.is_empty() || config.algorithm.trim().is_empty() {
             Signer::Refuse(MISSING_FIELDS)
-        } else if algorithm == "rsa-sha256" {
-            if !config.private_key.is_empty() {
-                Signer::Rsa(RsaSource::Inline(parse_rsa_pem(config.private_key.as_bytes()).map(Arc::new)))
-            } else if !config.certificate_id.is_empty() {
-                Signer::Rsa(RsaSource::Store { certificate_id: config.certificate_id.clone(), cache: OnceLock::new() })
-            } else {
-                Signer::Refuse(MISSING_FIELDS)
-            }
         } else {
-            match HmacKey::new(&algorithm, config.secret.as_bytes()) {
+            match algorithm {
                 None => Signer::Refuse(UNSUPPORTED_ALGORITHM),
-                Some(_) if config.secret.is_empty() => Signer::Refuse(MISSING_FIELDS),
-                Some(key) => Signer::Hmac { key: Box::new(key), escape: !config.plain_signature },
+                Some(Algorithm::RsaSha256) if !config.private_key.is_empty() => {
+                    Signer::Rsa(RsaSource::Inline(parse_rsa_pem(config.private_key.as_bytes()).map(Arc::new)))
+                }
+                Some(Algorithm::RsaSha256) if !config.certificate_id.is_empty() => Signer::Rsa(RsaSource::Store {
+                    certificate_id: config.certificate_id.clone(),
+                    cache: OnceLock::new(),
+                }),
+                Some(Algorithm::RsaSha256) => Signer::Refuse(MISSING_FIELDS),
+                Some(Algorithm::Hmac(_)) if config.secret.is_empty() => Signer::Refuse(MISSING_FIELDS),
+                Some(Algorithm::Hmac(alg)) => {
+                    let key = Box::new(KeyedSecret::new(config.secret));
+                    key.prepare(alg);
+                    Signer::Hmac { alg, key, escape: !config.plain_signature }
+                }
             }
         };
-        let prefix = format!("keyId=\"{}\",algorithm=\"{}\"", config.key_id, algorithm);
-        Ok(UpstreamRequestSigning { signature_header, prefix, headers, signer })
+        Ok(UpstreamRequestSigning {
+            signature_header,
+            key_id: config.key_id,
+            algorithm,
+            headers,
+            signer,
+            listen_path: config.listen_path,
+            target,
+        })
     }
 
     /// Only a `certificateId` key not fetched yet needs the store.
@@ -240,117 +273,115 @@ impl Middleware for UpstreamRequestSigning {
         // 1. Date, before the header list is computed.
         let added_date = match ctx.header("date") {
             Some(v) if !v.trim().is_empty() => None,
-            _ => Some(http_date(SystemTime::now())),
+            _ => Some(crate::calendar::http_date(SystemTime::now())),
         };
         let added = added_date.as_deref();
+        let method = match ctx.method() {
+            "" => Cow::Borrowed("get"),
+            m => Cow::Owned(m.to_ascii_lowercase()),
+        };
+        let target = self.request_target(ctx.url());
 
-        // 2. The header list, as (name, value); `(request-target)` has no value.
-        let mut list: Vec<(&str, Option<&str>)> = Vec::with_capacity(self.headers.len().max(16));
+        // 2. The header list, as signing-string lines.
+        let mut msg = SigningString::new();
         if self.headers.is_empty() {
+            let pairs = ctx.header_pairs();
+            let connection_named: Vec<&str> = pairs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("connection"))
+                .flat_map(|(_, v)| v.split(',').map(str::trim))
+                .collect();
             // Values come from the header list itself (no per-name look-up: linear in the header
             // count), in decoded-map order without decoding the Object.
-            for (k, v) in ctx.header_pairs() {
-                let is_date = k.eq_ignore_ascii_case("date");
-                if !(k.eq_ignore_ascii_case(&self.signature_header) || is_date && added.is_some()) {
-                    list.push((k, Some(v)));
+            let mut list: Vec<(&str, &str)> = Vec::with_capacity(pairs.len() + 1);
+            for (k, v) in pairs {
+                let skip = k.eq_ignore_ascii_case(&self.signature_header)
+                    || (k.eq_ignore_ascii_case("date") && added.is_some())
+                    || NOT_FORWARDED.iter().any(|h| h.eq_ignore_ascii_case(k))
+                    || connection_named.iter().any(|h| h.eq_ignore_ascii_case(k));
+                if !skip {
+                    list.push((k, v));
                 }
             }
             if let Some(d) = added {
-                list.push(("date", Some(d)));
+                list.push(("date", d));
             }
             // Stable: of names differing only in case, the first in map order is kept.
             list.sort_by(|a, b| {
                 a.0.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.0.bytes().map(|c| c.to_ascii_lowercase()))
             });
             list.dedup_by(|later, earlier| later.0.eq_ignore_ascii_case(earlier.0));
-            list.insert(0, (REQUEST_TARGET, None));
+            msg.push(Line::RequestTarget { method: &method, target: target.as_bytes() });
+            for (name, value) in list {
+                msg.push(Line::Header { name, value: value.trim() });
+            }
         } else {
             for h in &self.headers {
                 if h == REQUEST_TARGET {
-                    list.push((REQUEST_TARGET, None));
+                    msg.push(Line::RequestTarget { method: &method, target: target.as_bytes() });
                     continue;
                 }
-                let value = match (h.as_str(), added) {
-                    ("date", Some(d)) => Some(d),
+                let value = match (h.as_str(), added, &self.target) {
+                    ("date", Some(d), _) => Some(d),
+                    ("host", _, Some(t)) => Some(t.authority.as_str()),
                     _ => ctx.header(h),
                 };
                 if let Some(v) = value.filter(|v| !v.is_empty()) {
-                    list.push((h.as_str(), Some(v)));
+                    msg.push(Line::Header { name: h, value: v.trim() });
                 }
             }
-            if list.is_empty() {
-                list.push((REQUEST_TARGET, None));
-                list.push(("date", Some(added.or_else(|| ctx.header("date")).unwrap_or_default())));
+            if msg.is_empty() {
+                msg.push(Line::RequestTarget { method: &method, target: target.as_bytes() });
+                msg.push(Line::Header {
+                    name: "date",
+                    value: added.or_else(|| ctx.header("date")).unwrap_or_default(),
+                });
+            }
+        }
+        for line in msg.lines() {
+            if let Line::Header { name, value } = line {
+                if !super::is_header_name(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    let shown: String = name.chars().take(64).collect();
+                    ctx.reject(
+                        400,
+                        format!("{UNSIGNABLE_HEADER}: {shown:?} has an invalid name or a value with CR, LF or NUL"),
+                    );
+                    return Ok(());
+                }
             }
         }
 
-        // 3. The signing string and the headers parameter, names lower-cased.
-        let mut signing = String::with_capacity(256 + 64 * list.len());
-        let mut names = String::with_capacity(16 * list.len());
-        for (i, (name, value)) in list.iter().enumerate() {
-            if i > 0 {
-                signing.push('\n');
-                names.push(' ');
-            }
-            let Some(value) = value else {
-                let method = match ctx.method() {
-                    "" => "get".to_owned(),
-                    m => m.to_ascii_lowercase(),
-                };
-                let _ = write!(signing, "{REQUEST_TARGET}: {method} {}", upstream_target(ctx.url()));
-                names.push_str(REQUEST_TARGET);
-                continue;
-            };
-            let value = value.trim();
-            if !super::is_header_name(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                let shown: String = name.chars().take(64).collect();
-                ctx.reject(
-                    400,
-                    format!("{UNSIGNABLE_HEADER}: {shown:?} has an invalid name or a value with CR, LF or NUL"),
-                );
-                return Ok(());
-            }
-            let start = names.len();
-            names.push_str(name);
-            names[start..].make_ascii_lowercase();
-            signing.push_str(&names[start..]);
-            signing.push_str(": ");
-            signing.push_str(value);
-        }
-
-        // 4. Sign and set the headers.
+        // 3. Sign and set the headers.
         let signature = match (&self.signer, rsa_key) {
-            (Signer::Hmac { key, escape }, _) => {
-                let b64 = BASE64.encode(key.sign(signing.as_bytes()));
+            (Signer::Hmac { alg, key, escape }, _) => {
+                let b64 = BASE64.encode(key.sign(*alg, &msg));
                 if *escape {
-                    query_escape(&b64)
+                    cavage::query_escape(&b64)
                 } else {
                     b64
                 }
             }
             (_, Some(key)) => {
-                // Blinded with OS randomness (PKCS#1 v1.5 signatures stay deterministic).
-                let sig = key
-                    .try_sign_with_rng(&mut rsa::rand_core::OsRng, signing.as_bytes())
+                let mut sig = vec![0u8; key.public().modulus_len()];
+                key.sign(&RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), &msg.to_vec(), &mut sig)
                     .map_err(|_| MiddlewareError::new("RSA signing failed"))?;
-                BASE64.encode(sig.to_bytes())
+                BASE64.encode(sig)
             }
             (_, None) => unreachable!("RSA always resolves a key or returns above"),
         };
-        if let Some(date) = added_date {
-            ctx.set_header("Date", date);
+        let algorithm = self.algorithm.expect("a signer has an algorithm");
+        let value = cavage::signature_header(&self.key_id, algorithm, &msg.header_names(), &signature);
+        if let Some(date) = added {
+            ctx.set_header("Date", date.to_owned());
         }
-        let value = format!("Signature {},headers=\"{names}\",signature=\"{signature}\"", self.prefix);
         ctx.set_header(self.signature_header.as_str(), value);
         Ok(())
     }
 }
 
-const REQUEST_TARGET: &str = "(request-target)";
-
 impl UpstreamRequestSigning {
     /// The RSA key (None for HMAC), or the 500 message when the configuration cannot sign.
-    fn resolve_key(&self, ctx: &Context<'_>) -> Result<Option<Arc<SigningKey<Sha256>>>, String> {
+    fn resolve_key(&self, ctx: &Context<'_>) -> Result<Option<Arc<RsaKeyPair>>, String> {
         match &self.signer {
             Signer::Refuse(message) => Err((*message).to_owned()),
             Signer::Hmac { .. } => Ok(None),
@@ -370,6 +401,35 @@ impl UpstreamRequestSigning {
                 Ok(Some(cache.get_or_init(|| Arc::new(key)).clone()))
             }
         }
+    }
+
+    /// The path and query the upstream receives for `url`: its path with `listen_path`
+    /// stripped (then starting with `/`) and `target_url`'s path joined in front (one slash
+    /// between them), `target_url`'s query in front of the query; without those settings,
+    /// `url`'s path and query as they are.
+    fn request_target<'u>(&self, url: &'u str) -> Cow<'u, str> {
+        let url = upstream_target(url);
+        if self.listen_path.is_empty() && self.target.is_none() {
+            return Cow::Borrowed(url);
+        }
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut path = Cow::Borrowed(path);
+        if !self.listen_path.is_empty() {
+            if let Some(rest) = path.strip_prefix(self.listen_path.as_str()) {
+                path = Cow::Owned(if rest.starts_with('/') { rest.to_owned() } else { format!("/{rest}") });
+            }
+        }
+        let mut query = Cow::Borrowed(query);
+        if let Some(t) = &self.target {
+            let sub = path.trim_start_matches('/');
+            let base = t.path.trim_end_matches('/');
+            path = Cow::Owned(if sub.is_empty() { base.to_owned() } else { format!("{base}/{sub}") });
+            if !t.query.is_empty() {
+                query = Cow::Owned(if query.is_empty() { t.query.clone() } else { format!("{}&{query}", t.query) });
+            }
+        }
+        let path = if path.is_empty() { "/" } else { &path };
+        Cow::Owned(if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") })
     }
 }
 
@@ -393,62 +453,9 @@ fn upstream_target(url: &str) -> &str {
     }
 }
 
-/// Go's `url.QueryEscape`: unreserved bytes kept, space to `+`, the rest `%XX` (upper hex).
-pub fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                out.push('%');
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 15) as usize] as char);
-            }
-        }
-    }
-    out
-}
-
-/// An RFC 1123 date in GMT (`Mon, 02 Jan 2006 15:04:05 GMT`); times before 1970 read as 1970.
-pub fn http_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]; // 1970-01-01 was a Thursday
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        WEEKDAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// (year, month 1-12, day 1-31) of a count of days since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // Count in 400-year eras starting on 0000-03-01, so the leap day ends each era-year.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097; // day of era, 0..146096
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era, 0..399
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the March-based year, 0..365
-    let mp = (5 * doy + 2) / 153; // March-based month, 0..11
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 /// The first private-key PEM block of `pem` (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`),
 /// as an RSA signing key. Error messages never contain key material.
-fn parse_rsa_pem(pem: &[u8]) -> Result<SigningKey<Sha256>, String> {
+fn parse_rsa_pem(pem: &[u8]) -> Result<RsaKeyPair, String> {
     let text = std::str::from_utf8(pem).map_err(|_| "the PEM is not text".to_string())?;
     let (label, body) = first_private_key_block(text)?;
     if body.lines().any(|l| l.contains(':')) {
@@ -457,23 +464,63 @@ fn parse_rsa_pem(pem: &[u8]) -> Result<SigningKey<Sha256>, String> {
     let b64: Zeroizing<String> = Zeroizing::new(body.chars().filter(|c| !c.is_ascii_whitespace()).collect());
     let der =
         Zeroizing::new(BASE64.decode(b64.as_bytes()).map_err(|_| format!("the {label} block is not valid base64"))?);
-    let key = match label {
-        "RSA PRIVATE KEY" => RsaPrivateKey::from_pkcs1_der(&der)
-            .map_err(|_| "the RSA PRIVATE KEY block is not a valid PKCS#1 RSA key".to_string())?,
-        _ => {
-            let info = rsa::pkcs8::PrivateKeyInfo::try_from(der.as_slice())
-                .map_err(|_| "the PRIVATE KEY block is not a valid PKCS#8 key".to_string())?;
-            if info.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
-                return Err("the PRIVATE KEY block holds a key that is not RSA".into());
-            }
-            RsaPrivateKey::try_from(info).map_err(|_| "the PRIVATE KEY block is not a valid RSA key".to_string())?
+    let pkcs8 = label == "PRIVATE KEY";
+    let parsed = if pkcs8 { RsaKeyPair::from_pkcs8(&der) } else { RsaKeyPair::from_der(&der) };
+    parsed.map_err(|e| match (e.to_string().as_str(), rsa_modulus_bits(&der, pkcs8)) {
+        ("WrongAlgorithm", _) => format!("the {label} block holds a key that is not RSA"),
+        (_, Some(bits)) if bits < MIN_RSA_BITS => {
+            format!("the RSA key has {bits} bits; at least {MIN_RSA_BITS} are required")
         }
-    };
-    let bits = key.size() * 8;
-    if bits < MIN_RSA_BITS {
-        return Err(format!("the RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"));
+        _ if pkcs8 => "the PRIVATE KEY block is not a valid PKCS#8 RSA key".to_string(),
+        _ => "the RSA PRIVATE KEY block is not a valid PKCS#1 RSA key".to_string(),
+    })
+}
+
+/// The modulus size in bits of a DER RSA private key (PKCS#1 `RSAPrivateKey`, or PKCS#8
+/// `PrivateKeyInfo` around one), read only to say why a key is refused. `None` when the DER
+/// is not shaped like one.
+fn rsa_modulus_bits(der: &[u8], pkcs8: bool) -> Option<usize> {
+    /// One DER TLV: (tag, value, rest).
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, b) = b.split_first()?;
+        let (&first, mut b) = b.split_first()?;
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || b.len() < n {
+                return None;
+            }
+            let len = b[..n].iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
+            b = &b[n..];
+            len
+        };
+        (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
     }
-    Ok(SigningKey::<Sha256>::new(key))
+    const SEQUENCE: u8 = 0x30;
+    const INTEGER: u8 = 0x02;
+    const OCTET_STRING: u8 = 0x04;
+    let (tag, mut body, _) = tlv(der)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    if pkcs8 {
+        let (_, _, rest) = tlv(body)?; // version
+        let (_, _, rest) = tlv(rest)?; // AlgorithmIdentifier
+        let (tag, inner, _) = tlv(rest)?;
+        if tag != OCTET_STRING {
+            return None;
+        }
+        return rsa_modulus_bits(inner, false);
+    }
+    let (_, _, rest) = tlv(body)?; // version
+    body = rest;
+    let (tag, modulus, _) = tlv(body)?;
+    if tag != INTEGER {
+        return None;
+    }
+    let modulus = &modulus[modulus.iter().position(|&b| b != 0)?..];
+    Some(modulus.len() * 8 - modulus[0].leading_zeros() as usize)
 }
 
 /// Label and body of the first PEM block whose label names a private key.
@@ -515,27 +562,56 @@ fn truncate(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn http_dates_match_an_independent_formatter() {
-        // Expected values from python3: email.utils.formatdate(t, usegmt=True).
-        for (t, want) in [
-            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
-            (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
-            (1_714_737_642, "Fri, 03 May 2024 12:00:42 GMT"),
-            (1_709_251_199, "Thu, 29 Feb 2024 23:59:59 GMT"),
-            (4_107_542_400, "Mon, 01 Mar 2100 00:00:00 GMT"),
-            (1_136_214_245, "Mon, 02 Jan 2006 15:04:05 GMT"),
-        ] {
-            assert_eq!(http_date(UNIX_EPOCH + Duration::from_secs(t)), want, "t = {t}");
+    fn request_targets_are_what_the_upstream_receives() {
+        let host = crate::FakeHost::new();
+        let mw = |config: serde_json::Value| {
+            let config: UpstreamRequestSigningConfig = serde_json::from_value(config).unwrap();
+            UpstreamRequestSigning::new(config, &Setup { section: "UpstreamRequestSigning", host: &host }).unwrap()
+        };
+        let plain = mw(serde_json::json!({}));
+        assert_eq!(plain.request_target("/api/users?id=1"), "/api/users?id=1");
+        let strip = mw(serde_json::json!({"listen_path": "/api/"}));
+        assert_eq!(strip.request_target("/api/users?id=1"), "/users?id=1");
+        assert_eq!(strip.request_target("/api/"), "/");
+        assert_eq!(strip.request_target("/other/x"), "/other/x", "a path outside the listen path is kept");
+        let no_slash = mw(serde_json::json!({"listen_path": "/api"}));
+        assert_eq!(no_slash.request_target("/api/users"), "/users");
+        let both = mw(serde_json::json!({"listen_path": "/api/", "target_url": "http://up:8080/base/"}));
+        assert_eq!(both.request_target("/api/users/7?x=1"), "/base/users/7?x=1");
+        assert_eq!(both.request_target("/api/"), "/base", "the gateway joins with no trailing slash");
+        let query = mw(serde_json::json!({"target_url": "https://up/v1?k=v"}));
+        assert_eq!(query.request_target("/a?b=c"), "/v1/a?k=v&b=c");
+        assert_eq!(query.request_target("/"), "/v1?k=v");
+        let root = mw(serde_json::json!({"target_url": "http://up"}));
+        assert_eq!(root.request_target("/"), "/");
+        assert_eq!(root.request_target("/p%2Fq?r"), "/p%2Fq?r", "the escaped path is what goes on the wire");
+        for bad in ["ftp://x", "http://", "http://user:pw@host/", "/relative"] {
+            assert!(parse_target(bad).is_err(), "{bad}");
         }
+        assert!(UpstreamRequestSigning::new(
+            serde_json::from_value(serde_json::json!({"listen_path": "api"})).unwrap(),
+            &Setup { section: "UpstreamRequestSigning", host: &host }
+        )
+        .is_err());
     }
 
     #[test]
-    fn query_escape_is_gos() {
-        // Go: url.QueryEscape("a+b/c=d e~-_.ü") == "a%2Bb%2Fc%3Dd+e~-_.%C3%BC"
-        assert_eq!(query_escape("a+b/c=d e~-_.ü"), "a%2Bb%2Fc%3Dd+e~-_.%C3%BC");
+    fn modulus_sizes_are_read_from_der() {
+        for (file, pkcs8, bits) in [
+            ("test_rsa1024_pkcs1.pem", false, 1024),
+            ("test_rsa2048_pkcs1.pem", false, 2048),
+            ("test_rsa2048_pkcs8.pem", true, 2048),
+        ] {
+            let pem = std::fs::read_to_string(format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let (_, body) = first_private_key_block(&pem).unwrap();
+            let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            let der = BASE64.decode(b64).unwrap();
+            assert_eq!(rsa_modulus_bits(&der, pkcs8), Some(bits), "{file}");
+        }
+        assert_eq!(rsa_modulus_bits(&[0x30, 0x01], false), None);
+        assert_eq!(rsa_modulus_bits(&[], true), None);
     }
 
     #[test]
