@@ -9,6 +9,7 @@
 #   make valgrind   the C harness under valgrind memcheck (zero errors, zero leaks)
 #   make demo       the Go gateway demo: Redis, an upstream echo service and the gateway on 127.0.0.1
 #   make go-test    the Go host's tests (race detector on): binding package, gateway, demo directory
+#   make fixtures   regenerate tests/fixtures/objects, the Objects the Go gateway dispatches
 #   make go-bench   Go benchmarks: cgo round trip vs pure Go vs marshal+unmarshal, 1 and 2 CPUs
 #   make c-demo     the C demo host dispatching a few Objects through the library
 #   make bench-compare  Dispatch vs its floors, embedded Python, gRPC and the Go benchmarks: one table
@@ -37,7 +38,7 @@ setup:
 	@bash scripts/setup.sh
 
 .PHONY: setup all build check test fmt-check check-imports clippy unit-test rust-test header check-header check-symbols ctest valgrind asan examples doc stress fuzz \
-	demo c-demo install pc clean go-build go-test go-bench go-pb gateway-demo \
+	demo c-demo install pc clean go-build go-test go-bench go-pb gateway-demo fixtures \
 	bench-compare bench-smoke bench-driver bench-py \
 	grpc-build grpc-test grpc-bench
 
@@ -198,6 +199,11 @@ go-test: pc
 	@cd go && test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	cd go && $(GOENV) $(GO) vet ./...
 	cd go && $(GOENV) GODEBUG=cgocheck=2 $(GO) test -race -count=1 $$($(GOENV) $(GO) list ./... | grep -v '/grpcclient$$')
+
+# Regenerate the corpus of Objects the gateway dispatches (tests/fixtures/objects: one
+# binary protobuf Object per hook, index.json describing each); go-test fails when it is stale.
+fixtures: pc
+	cd go && $(GOENV) $(GO) test -count=1 -run '^TestObjectCorpus$$' ./gateway/ -args -update-fixtures
 
 go-bench: pc
 	cd go && $(GOENV) $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -cpu 1,2 ./coprocess/
