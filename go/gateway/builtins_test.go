@@ -69,7 +69,8 @@ const hmacAPI = `{
   "event_handlers": {"events": {"AuthFailure": [{"handler_name": "cp_dynamic_handler", "handler_meta": {"name": "RelayEvent"}}]}}
 }`
 
-// The same middleware with the clock-skew check off, so the spec's fixed-Date vector passes.
+// The same middleware with the clock-skew check off, so the fixed-Date vector of
+// docs/builtins/hmac-signature-auth.md passes.
 const hmacVectorAPI = `{
   "api_id": "hmac-vector", "org_id": "org1", "enable_coprocess_auth": true,
   "proxy": {"listen_path": "/hmac-vector/", "strip_listen_path": true, "target_url": "{{UPSTREAM}}"},
@@ -123,11 +124,11 @@ func TestHMACSignatureAuthEndToEnd(t *testing.T) {
 	if r := e.do("POST", "/hmac/x", signedHeaders(t, "POST", "/hmac/x", "store-app", "store-secret", "hmac-sha512", now, "date"), "{}"); r.status != 200 {
 		t.Errorf("store key: %d %s", r.status, r.body)
 	}
-	// The spec's vector, through the gateway, on the API without a clock-skew window.
+	// The documented vector, through the gateway, on the API without a clock-skew window.
 	vector := map[string]string{"Date": "Fri, 03 May 2024 12:00:42 GMT",
 		"Authorization": `Signature keyId="vector",algorithm="hmac-sha512",signature="9kwBK%2FyrjbSHJDI7INAhBmhHLTHRDkIe2uRWHEP8bgQFQvfXRksm6t2MHeLUyk9oosWDZyC17AbGeP8EFqrp%2BA%3D%3D"`}
 	if r := e.do("GET", "/hmac-vector/", vector, ""); r.status != 200 {
-		t.Errorf("spec vector: %d %s", r.status, r.body)
+		t.Errorf("documented vector: %d %s", r.status, r.body)
 	}
 	e.rec.take()
 
