@@ -10,6 +10,7 @@
 #   make valgrind   the C harness under valgrind memcheck (zero errors, zero leaks)
 #   make demo       the Go gateway demo: Redis, an upstream echo service and the gateway on 127.0.0.1
 #   make go-test    the Go host's tests (race detector on): binding package, gateway, demo directory
+#   make fixtures   regenerate tests/fixtures/objects, the Objects the Go gateway dispatches
 #   make go-bench   Go benchmarks: cgo round trip vs pure Go vs marshal+unmarshal, 1 and 2 CPUs
 #   make c-demo     the C demo host dispatching a few Objects through the library
 #   make bench-compare  Dispatch vs its floors, embedded Python, gRPC and the Go benchmarks: one table
@@ -38,9 +39,9 @@ setup:
 	@bash scripts/setup.sh
 
 .PHONY: setup all build check test audit fmt-check check-imports clippy unit-test rust-test header check-header check-symbols ctest valgrind asan examples doc stress fuzz \
-	demo c-demo install pc clean go-build go-test go-bench go-pb gateway-demo \
+	demo c-demo install pc clean go-build go-test go-bench go-pb gateway-demo fixtures \
 	bench-compare bench-smoke bench-driver bench-py \
-	grpc-build grpc-gopath grpc-test grpc-bench
+	grpc-build grpc-test grpc-bench
 
 all: build
 
@@ -218,10 +219,17 @@ BENCHCOUNT ?= 5
 go-build: pc
 	cd go && $(GOENV) $(GO) build -o $(GOBIN_DIR)/ ./cmd/gateway ./cmd/demo ./cmd/echo
 
+# Every package but go/grpcclient, the gRPC server's client tests (make grpc-test runs them
+# against the server binary).
 go-test: pc
 	@cd go && test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	cd go && $(GOENV) $(GO) vet ./...
-	cd go && $(GOENV) GODEBUG=cgocheck=2 $(GO) test -race -count=1 ./...
+	cd go && $(GOENV) GODEBUG=cgocheck=2 $(GO) test -race -count=1 $$($(GOENV) $(GO) list ./... | grep -v '/grpcclient$$')
+
+# Regenerate the corpus of Objects the gateway dispatches (tests/fixtures/objects: one
+# binary protobuf Object per hook, index.json describing each); go-test fails when it is stale.
+fixtures: pc
+	cd go && $(GOENV) $(GO) test -count=1 -run '^TestObjectCorpus$$' ./gateway/ -args -update-fixtures
 
 go-bench: pc
 	cd go && $(GOENV) $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -cpu 1,2 ./coprocess/
@@ -229,12 +237,12 @@ go-bench: pc
 gateway-demo: go-build
 	$(GOBIN_DIR)/demo -dir go/demo -gateway $(GOBIN_DIR)/gateway
 
-# Regenerate go/pb (committed) with a protoc-gen-go built from Debian's protobuf sources.
+# Regenerate go/pb (committed) with a protoc-gen-go built in the module from the same
+# google.golang.org/protobuf sources (Debian's) the code links against.
 go-pb:
 	@mkdir -p $(BUILD)/protoc-gen-go
-	GO111MODULE=off GOPATH=$(CURDIR)/$(BUILD)/protoc-gen-go:/usr/share/gocode GOBIN=$(CURDIR)/$(BUILD)/protoc-gen-go/bin \
-	  $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go
-	PATH=$(CURDIR)/$(BUILD)/protoc-gen-go/bin:$$PATH protoc -Iproto --go_out=go/pb --go_opt=paths=source_relative proto/coprocess.proto
+	cd go && $(GOENV) $(GO) build -o $(CURDIR)/$(BUILD)/protoc-gen-go/ google.golang.org/protobuf/cmd/protoc-gen-go
+	PATH=$(CURDIR)/$(BUILD)/protoc-gen-go:$$PATH protoc -Iproto --go_out=go/pb --go_opt=paths=source_relative proto/coprocess.proto
 
 # ---- make bench-compare: the library's Dispatch next to its floors and peers, one run,
 # one table. Python peers run from a virtualenv under build/ (bench/requirements.txt, pinned);
@@ -280,31 +288,22 @@ pc: build
 	@printf 'libdir=%s\nincludedir=%s\n\nName: coprocess\nDescription: native gateway plugin middleware (coprocess ABI)\nVersion: 0.1.0\nLibs: -L$${libdir} -Wl,-rpath,$${libdir} -lcoprocess\nCflags: -I$${includedir}\n' \
 	  "$(LIBDIR)" "$(CURDIR)/include" > $(BUILD)/pkgconfig/coprocess.pc
 
-# ---- The gRPC server (grpc/, package coprocess-grpc; its Rust tests run in rust-test). The Go
-# client tests build in GOPATH mode over Debian's grpc-go (scripts/setup.sh) with the committed
-# go/pb types.
+# ---- The gRPC server (grpc/, package coprocess-grpc; its Rust tests run in rust-test). Its Go
+# client tests are the package go/grpcclient of the Go module (grpc-go from Debian's packages,
+# see go/go.mod), run against the binary named by COPROCESS_GRPC_BIN.
 GRPC_BIN := $(LIBDIR)/coprocess-grpc
-GRPC_GOPATH := $(CURDIR)/$(BUILD)/grpc-gopath
-GRPC_GOENV := GO111MODULE=off GOPATH=$(GRPC_GOPATH):/usr/share/gocode GOFLAGS= GOPROXY=off GOTOOLCHAIN=local \
-	COPROCESS_GRPC_BIN=$(GRPC_BIN)
 
 grpc-build:
 	$(CARGO) build --release --locked -p coprocess-grpc
 
-grpc-gopath:
-	@rm -rf $(GRPC_GOPATH)
-	@mkdir -p $(GRPC_GOPATH)/src/coprocess/go $(GRPC_GOPATH)/src/coprocessgrpc
-	@cp -r go/pb $(GRPC_GOPATH)/src/coprocess/go/
-	@cp grpc/gotest/*.go $(GRPC_GOPATH)/src/coprocessgrpc/
+grpc-test: grpc-build pc
+	@cd go && test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	cd go && $(GOENV) $(GO) vet ./...
+	cd go && $(GOENV) COPROCESS_GRPC_BIN=$(GRPC_BIN) $(GO) test -count=1 -v ./grpcclient/
 
-grpc-test: grpc-build grpc-gopath
-	@test -z "$$(gofmt -l grpc/gotest)" || { echo "gofmt needed:"; gofmt -l grpc/gotest; exit 1; }
-	cd $(GRPC_GOPATH)/src/coprocessgrpc && $(GRPC_GOENV) $(GO) vet .
-	cd $(GRPC_GOPATH)/src/coprocessgrpc && $(GRPC_GOENV) $(GO) test -count=1 -v .
-
-grpc-bench: grpc-build grpc-gopath
+grpc-bench: grpc-build pc
 	$(CARGO) bench --locked -p coprocess-grpc --bench grpc
-	cd $(GRPC_GOPATH)/src/coprocessgrpc && $(GRPC_GOENV) $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) .
+	cd go && $(GOENV) COPROCESS_GRPC_BIN=$(GRPC_BIN) $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./grpcclient/
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/coprocess $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -36,6 +36,9 @@ static int cp_dispatch_event(void *data, int length, char **err) {
 	return rc;
 }
 
+// The ABI this package is built for: the header's COPROCESS_ABI_VERSION.
+static const char *cp_expected_abi(void) { return COPROCESS_ABI_VERSION; }
+
 static int cp_reload(char **err) {
 	int rc = Reload();
 	if (rc != 0) *err = cp_last_error_copy();
@@ -56,8 +59,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// ABIVersion is the library ABI this package implements.
-const ABIVersion = "coprocess-abi/1"
+// ABIVersion is the library ABI this package implements: COPROCESS_ABI_VERSION of the
+// include/api.h it was compiled against. New refuses a library that reports another one.
+var ABIVersion = C.GoString(C.cp_expected_abi())
 
 // Dispatcher calls the library. It is safe for concurrent use by any number of goroutines;
 // Reload may run while dispatches are in flight (each finishes on the state it started with).
@@ -178,10 +182,10 @@ func (d *Dispatcher) Dispatch(obj *pb.Object) (*pb.Object, error) {
 // DispatchInto runs the middleware named by obj.HookName and leaves the resulting Object in
 // obj, exactly as unmarshalling the library's answer would give it.
 //
-// When the library answered on its additive path (SPEC section 5: the bytes it was sent,
-// unchanged, followed by the encoded edits), only the appended bytes are unmarshalled, merged
-// into obj as protobuf merges them (proto.UnmarshalOptions{Merge: true}): the Go-side decode
-// then costs what the edits cost, not a whole Object. Any other answer replaces obj's
+// When the library answered on its additive path (docs/abi.md, "The additive path": the
+// bytes it was sent, unchanged, followed by the encoded edits), only the appended bytes are
+// unmarshalled, merged into obj as protobuf merges them (proto.UnmarshalOptions{Merge:
+// true}): the Go-side decode then costs what the edits cost, not a whole Object. Any other answer replaces obj's
 // contents with a full unmarshal. When Dispatch fails obj is unchanged; an answer that does
 // not decode (never from this library, which validates what it appends to) is an error and
 // may leave obj partly merged.
@@ -218,7 +222,8 @@ func (d *Dispatcher) dispatchInto(obj *pb.Object) (merged bool, err error) {
 }
 
 // DispatchEvent runs the event handler named by the event JSON's handler_name
-// (SPEC section 4: {"message":{"Type":..,"Meta":..,"TimeStamp":..},"handler_name":..,"spec":{..}}).
+// ({"message":{"Type":..,"Meta":..,"TimeStamp":..},"handler_name":..,"spec":{..}}, docs/abi.md
+// "Event JSON").
 func (d *Dispatcher) DispatchEvent(eventJSON []byte) error {
 	data, n, err := goBytesPointer(eventJSON)
 	if err != nil {

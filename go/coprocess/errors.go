@@ -1,15 +1,21 @@
 package coprocess
 
+/*
+#include "api.h"
+*/
+import "C"
+
 import "fmt"
 
-// Codes returned by the library's exports (COPROCESS_* in include/api.h).
+// Codes returned by the library's exports: the COPROCESS_* macros of include/api.h, read
+// through cgo (so they cannot drift from the header).
 const (
-	CodeOK         = 0
-	CodeNull       = -1 // a null pointer or a negative length
-	CodeInvalid    = -2 // bytes are not a valid Object / event JSON
-	CodeNotFound   = -3 // no middleware or event handler under that name, or not for that hook type
-	CodeMiddleware = -4 // the middleware or event handler failed or panicked
-	CodeConfig     = -5 // invalid configuration
+	CodeOK         = C.COPROCESS_OK
+	CodeNull       = C.COPROCESS_ERR_NULL       // a null pointer or a negative length
+	CodeInvalid    = C.COPROCESS_ERR_INVALID    // bytes are not a valid Object / event JSON
+	CodeNotFound   = C.COPROCESS_ERR_NOT_FOUND  // no middleware or event handler under that name, or not for that hook type
+	CodeMiddleware = C.COPROCESS_ERR_MIDDLEWARE // the middleware or event handler failed or panicked
+	CodeConfig     = C.COPROCESS_ERR_CONFIG     // invalid configuration
 )
 
 // Error is a failed call into the library: the export, the library's code and the reason

@@ -100,7 +100,7 @@ const apiConfigData = `{
   "InjectHeaders": {"add": {"X-Plugin": "coprocess", "X-Api": "api1"}, "remove": ["Cookie"]}
 }`
 
-// requestObject is what the gateway sends for a request hook (SPEC section 3).
+// requestObject is what the gateway sends for a request hook (docs/gateway-model.md).
 func requestObject(hook pb.HookType, name string, headers map[string]string) *pb.Object {
 	return &pb.Object{
 		HookType: hook,

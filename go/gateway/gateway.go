@@ -1,25 +1,25 @@
 // Package gateway is a small API gateway that runs the coprocess library for real: an HTTP
 // reverse proxy reading API definitions in the gateway's classic JSON shape, calling the
 // native plugin hooks of each API (pre, auth_check, post_key_auth, post, response) through
-// the coprocess Dispatcher exactly as SPEC section 3 describes, firing events to native
-// event handlers, and reloading on demand (cmd/gateway wires Reload to SIGHUP).
+// the coprocess Dispatcher, firing events to native event handlers, and reloading on demand
+// (cmd/gateway wires Reload to SIGHUP).
+//
+// It is a model of the Tyk gateway's plugin path: it builds each hook's Object, applies each
+// answer, renders rejections, runs Response hooks and proxies upstream as the gateway does
+// (gateway/coprocess.go, coprocess_id_extractor.go, handler_error.go, reverse_proxy.go).
+// docs/gateway-model.md lists what it implements, row by row with the test that pins it,
+// and every difference from the gateway with its reason.
 package gateway
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"coprocess/go/coprocess"
 	"coprocess/go/pb"
@@ -39,12 +39,19 @@ type Options struct {
 	// Logger receives the gateway's own log lines (nil: stderr).
 	Logger coprocess.Logger
 	// MaxBodyBytes limits the bodies buffered for hooks (0: DefaultMaxBodyBytes). A larger
-	// request is answered 413; a larger upstream response to an API with response hooks, 502.
+	// request is answered 413; a larger upstream response to an API with Response hooks, 502.
 	MaxBodyBytes int64
 	// Transport reaches the upstreams (nil: http.DefaultTransport).
 	Transport http.RoundTripper
 	// Trace, when set, is called after every hook dispatch with what was sent and answered.
 	Trace func(HookTrace)
+	// Sessions is the session store of the auth_check hook (nil: a new, empty one).
+	Sessions *SessionStore
+	// HideGeneratorHeader leaves X-Generator out of error answers (the gateway's
+	// hide_generator_header).
+	HideGeneratorHeader bool
+	// Now is the clock the ID extractor compares id_extractor_deadline with (nil: time.Now).
+	Now func() time.Time
 }
 
 // HookTrace is one hook dispatch.
@@ -57,10 +64,14 @@ type HookTrace struct {
 
 // Gateway is an http.Handler proxying to the APIs of AppsDir.
 type Gateway struct {
-	opts  Options
-	log   coprocess.Logger
-	apis  atomic.Pointer[[]*api]
-	proxy *httputil.ReverseProxy
+	opts     Options
+	log      coprocess.Logger
+	apis     atomic.Pointer[[]*api]
+	sessions *SessionStore
+	now      func() time.Time
+	// afterDispatch (tests) edits an answer after the library gave it, as a plugin could
+	// have answered: the built-ins do not produce every kind of answer the gateway handles.
+	afterDispatch func(ans *pb.Object)
 }
 
 // New loads the API definitions of opts.AppsDir.
@@ -71,21 +82,24 @@ func New(opts Options) (*Gateway, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	g := &Gateway{opts: opts, log: opts.Logger}
+	if opts.Transport == nil {
+		opts.Transport = http.DefaultTransport
+	}
+	g := &Gateway{opts: opts, log: opts.Logger, sessions: opts.Sessions, now: opts.Now}
 	if g.log == nil {
 		g.log = coprocess.StdLogger{}
+	}
+	if g.sessions == nil {
+		g.sessions = NewSessionStore()
+	}
+	if g.now == nil {
+		g.now = time.Now
 	}
 	apis, err := LoadDir(opts.AppsDir)
 	if err != nil {
 		return nil, err
 	}
 	g.apis.Store(&apis)
-	g.proxy = &httputil.ReverseProxy{
-		Director:       g.direct,
-		Transport:      opts.Transport,
-		ModifyResponse: g.modifyResponse,
-		ErrorHandler:   g.proxyError,
-	}
 	return g, nil
 }
 
@@ -97,6 +111,9 @@ func (g *Gateway) APIs() map[string]string {
 	}
 	return out
 }
+
+// Sessions is the gateway's session store.
+func (g *Gateway) Sessions() *SessionStore { return g.sessions }
 
 // Reload re-reads the API definitions (an invalid set is refused whole and the loaded APIs
 // stay) and reloads the library's global configuration (a broken file keeps its last good
@@ -130,25 +147,15 @@ func (g *Gateway) route(path string) *api {
 	return nil
 }
 
-// reqState travels with a request through its hooks and the proxy.
+// reqState is one request through an API's chain: the gateway's *http.Request (st.r, which
+// every hook's answer edits in place) and what its context carries.
 type reqState struct {
-	api      *api
-	inbound  *http.Request
-	session  *pb.SessionState
-	metadata map[string]string
-	body     []byte // the request body as it goes upstream (hooks may replace it)
-}
-
-type stateKey struct{}
-
-func stateOf(r *http.Request) *reqState { return r.Context().Value(stateKey{}).(*reqState) }
-
-// writeError answers with the gateway's own JSON error body.
-func writeError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	api       *api
+	r         *http.Request
+	buffered  bool   // the body is in body (the API has hooks); else r.Body streams upstream
+	body      []byte // the request body as it stands (each request hook's raw_body replaces it)
+	session   *Session
+	authToken string // the session's key (the gateway's ctx AuthToken)
 }
 
 var errTooLarge = errors.New("body too large")
@@ -167,6 +174,15 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 	return b, nil
 }
 
+// writeError answers with the gateway's error template (errors.go).
+func (g *Gateway) writeError(w http.ResponseWriter, st *reqState, code int, msg string) {
+	var r *http.Request
+	if st != nil {
+		r = st.r
+	}
+	writeError(w, r, g.opts.HideGeneratorHeader, code, msg)
+}
+
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/hello" {
 		w.Header().Set("Content-Type", "application/json")
@@ -175,222 +191,66 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a := g.route(r.URL.Path)
 	if a == nil {
-		writeError(w, http.StatusNotFound, "no API listens on this path")
+		writeError(w, r, g.opts.HideGeneratorHeader, http.StatusNotFound, "no API listens on this path")
 		return
 	}
-	st := &reqState{api: a, inbound: r}
-	out := r.Clone(context.WithValue(r.Context(), stateKey{}, st))
-	upstreamURL, err := a.upstreamURL(r.URL)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "malformed request path")
-		return
-	}
-	out.URL = upstreamURL
-	prepareUpstreamHeaders(out, r)
+	st := &reqState{api: a, r: r.Clone(r.Context())}
+	st.r.Body = r.Body
 	if a.hasHooks() {
+		st.buffered = true
 		body, err := readLimited(r.Body, g.opts.MaxBodyBytes)
 		if errors.Is(err, errTooLarge) {
-			writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
+			g.writeError(w, st, http.StatusRequestEntityTooLarge, "Request is too large")
 			return
 		}
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "cannot read the request body")
+			g.log.Log("error", fmt.Sprintf("API %s: reading the request body: %v", a.def.APIID, err))
+			g.writeError(w, st, http.StatusInternalServerError, msgMiddlewareError)
 			return
 		}
 		st.body = body
-		setBody(out, body)
-		if !validUTF8Header(r.Header) || !utf8.ValidString(r.RequestURI) {
-			writeError(w, http.StatusBadRequest, "request header values and the request URI must be valid UTF-8")
-			return
-		}
 	}
 
 	m := a.def.CustomMiddleware
 	for _, md := range m.Pre {
-		if !g.requestHook(w, out, st, pb.HookType_Pre, md.Name) {
+		if !md.Disabled && !g.requestHook(w, st, pb.HookType_Pre, md) {
 			return
 		}
 	}
-	if !a.def.UseKeyless {
-		if !g.authenticate(w, out, st) {
+	if a.def.coprocessAuth() {
+		if !g.authCheck(w, st) {
 			return
 		}
 		for _, md := range m.PostKeyAuth {
-			if !g.requestHook(w, out, st, pb.HookType_PostKeyAuth, md.Name) {
+			if !md.Disabled && !g.requestHook(w, st, pb.HookType_PostKeyAuth, md) {
 				return
 			}
 		}
 	}
 	for _, md := range m.Post {
-		if !g.requestHook(w, out, st, pb.HookType_Post, md.Name) {
+		if !md.Disabled && !g.requestHook(w, st, pb.HookType_Post, md) {
 			return
 		}
 	}
-	g.proxy.ServeHTTP(w, out)
+	g.proxy(w, st)
 }
-
-// hopHeaders are the hop-by-hop headers a proxy does not forward (RFC 9110 section 7.6.1).
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// prepareUpstreamHeaders makes out's headers what the upstream will receive before any hook
-// sees them, so a hook that signs headers (UpstreamRequestSigning's default list signs them
-// all) signs exactly what arrives: hop-by-hop headers (and those Connection names) are
-// removed, and X-Forwarded-For gets the client's address appended here rather than by the
-// reverse proxy afterwards (clearing RemoteAddr turns the proxy's own append off). An
-// Upgrade request keeps its hop-by-hop headers for the proxy's upgrade handling.
-func prepareUpstreamHeaders(out, in *http.Request) {
-	upgrade := false
-	for _, v := range out.Header["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
-			upgrade = upgrade || strings.EqualFold(strings.TrimSpace(tok), "upgrade")
-		}
-	}
-	if !upgrade {
-		for _, v := range out.Header["Connection"] {
-			for _, tok := range strings.Split(v, ",") {
-				if tok = strings.TrimSpace(tok); tok != "" {
-					out.Header.Del(tok)
-				}
-			}
-		}
-		for _, h := range hopHeaders {
-			out.Header.Del(h)
-		}
-	}
-	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
-		if prior := out.Header.Values("X-Forwarded-For"); len(prior) > 0 {
-			ip = strings.Join(prior, ", ") + ", " + ip
-		}
-		out.Header.Set("X-Forwarded-For", ip)
-		out.RemoteAddr = ""
-	}
-}
-
-func setBody(r *http.Request, body []byte) {
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.ContentLength = int64(len(body))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	if len(body) == 0 {
-		r.Body = http.NoBody
-	}
-	r.TransferEncoding = nil
-	r.Header.Del("Content-Length")
-}
-
-// upstreamURL is the path and query the upstream receives: the listen path stripped when
-// strip_listen_path is set, target_url's path in front. Hooks see it as request.url.
-func (a *api) upstreamURL(in *url.URL) (*url.URL, error) {
-	p := in.EscapedPath()
-	if a.def.Proxy.StripListenPath {
-		p = strings.TrimPrefix(p, strings.TrimSuffix(a.listenPath, "/"))
-		if !strings.HasPrefix(p, "/") {
-			p = "/" + p
-		}
-	}
-	base := a.target.EscapedPath()
-	switch {
-	case base == "" || base == "/":
-	case strings.HasSuffix(base, "/"):
-		p = base + strings.TrimPrefix(p, "/")
-	default:
-		p = base + p
-	}
-	path, err := url.PathUnescape(p)
-	if err != nil {
-		return nil, err
-	}
-	return &url.URL{Path: path, RawPath: p, RawQuery: in.RawQuery}, nil
-}
-
-func (g *Gateway) direct(req *http.Request) {
-	st := stateOf(req)
-	req.URL.Scheme = st.api.target.Scheme
-	req.URL.Host = st.api.target.Host
-	req.Host = st.api.target.Host
-	if _, ok := req.Header["User-Agent"]; !ok {
-		req.Header.Set("User-Agent", "") // no Go default User-Agent upstream
-	}
-}
-
-func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	var he *hookError
-	if errors.As(err, &he) {
-		g.log.Log("error", fmt.Sprintf("API %s: %v", stateOf(r).api.def.APIID, he))
-		writeError(w, he.status, he.public)
-		return
-	}
-	g.log.Log("error", fmt.Sprintf("API %s: upstream: %v", stateOf(r).api.def.APIID, err))
-	writeError(w, http.StatusBadGateway, "upstream unavailable")
-}
-
-// hookError is a failed response hook, answered with status and a public message.
-type hookError struct {
-	status int
-	public string
-	detail string
-}
-
-func (e *hookError) Error() string { return e.detail }
 
 // dispatch runs a hook on obj. The answer is obj itself, updated in place by DispatchInto
-// (which decodes only the middleware's edits when the library appended them); the returned
-// `sent` keeps the fields the answer is compared with (request url and body, response status
-// and body) as they were sent. With tracing on, `sent` is a full copy of what was sent.
-func (g *Gateway) dispatch(st *reqState, obj *pb.Object) (sent, ans *pb.Object, err error) {
+// (which decodes only the middleware's edits when the library appended them). With tracing
+// on, sent is a full copy of what was sent.
+func (g *Gateway) dispatch(st *reqState, obj *pb.Object) (ans *pb.Object, err error) {
+	var sent *pb.Object
 	if g.opts.Trace != nil {
 		sent = proto.Clone(obj).(*pb.Object)
-	} else {
-		sent = sentFields(obj)
 	}
-	if err = g.opts.Dispatcher.DispatchInto(obj); err != nil {
-		ans = nil
-	} else {
+	if err = g.opts.Dispatcher.DispatchInto(obj); err == nil {
 		ans = obj
+		if g.afterDispatch != nil {
+			g.afterDispatch(ans)
+		}
 	}
 	if g.opts.Trace != nil {
 		g.opts.Trace(HookTrace{APIID: st.api.def.APIID, Sent: sent, Answer: ans, Err: err})
 	}
-	return sent, ans, err
-}
-
-// sentFields copies what the answer of a hook is compared with.
-func sentFields(obj *pb.Object) *pb.Object {
-	s := new(pb.Object)
-	if r := obj.Request; r != nil {
-		s.Request = &pb.MiniRequestObject{Url: r.Url, Body: r.Body, RawBody: r.RawBody}
-	}
-	if r := obj.Response; r != nil {
-		s.Response = &pb.ResponseObject{StatusCode: r.StatusCode, Body: r.Body, RawBody: r.RawBody}
-	}
-	return s
-}
-
-func origin(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// fireEvent runs the API's native event handlers for an event type (SPEC section 4).
-func (g *Gateway) fireEvent(st *reqState, eventType, message string) {
-	a := st.api
-	for _, handler := range a.handlers[eventType] {
-		payload, err := json.Marshal(map[string]interface{}{
-			"message": map[string]interface{}{
-				"Type":      eventType,
-				"Meta":      map[string]string{"Message": message, "Path": st.inbound.URL.Path, "Origin": origin(st.inbound)},
-				"TimeStamp": time.Now().UTC().Format(time.RFC3339),
-			},
-			"handler_name": handler,
-			"spec":         map[string]string{"APIID": a.def.APIID, "OrgID": a.def.OrgID, "Name": a.def.Name},
-		})
-		if err == nil {
-			err = g.opts.Dispatcher.DispatchEvent(payload)
-		}
-		if err != nil {
-			g.log.Log("error", fmt.Sprintf("API %s: event %s to handler %s: %v", a.def.APIID, eventType, handler, err))
-		}
-	}
+	return ans, err
 }

@@ -1,51 +1,20 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"sort"
-	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"coprocess/go/pb"
 )
 
-// validUTF8Header: proto3 strings must be UTF-8, so a header the plugin protocol cannot
-// carry faithfully is refused rather than shown to plugins in a lossy form.
-func validUTF8Header(h http.Header) bool {
-	for k, vs := range h {
-		if !utf8.ValidString(k) {
-			return false
-		}
-		for _, v := range vs {
-			if !utf8.ValidString(v) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// paramsOf is the query's first values, invalid UTF-8 replaced by U+FFFD (url carries the
-// exact query, percent-encoded).
-func paramsOf(u *url.URL) map[string]string {
-	out := map[string]string{}
-	for k, v := range u.Query() {
-		if len(v) > 0 {
-			out[strings.ToValidUTF8(k, "\uFFFD")] = strings.ToValidUTF8(v[0], "\uFFFD")
-		}
-	}
-	return out
-}
-
-// firstValues flattens a multi-valued map the way the gateway does: the first value of each key.
+// firstValues is the gateway's ProtoMap: the first value of each key.
 func firstValues(m map[string][]string) map[string]string {
-	out := make(map[string]string, len(m))
+	out := make(map[string]string, len(m)+1)
 	for k, v := range m {
 		if len(v) > 0 {
 			out[k] = v[0]
@@ -54,313 +23,258 @@ func firstValues(m map[string][]string) map[string]string {
 	return out
 }
 
-// specOf is the spec map every hook gets: OrgID, APIID, bundle_hash and, unless disabled,
-// config_data as a JSON string.
-func specOf(a *api) map[string]string {
-	spec := map[string]string{"OrgID": a.def.OrgID, "APIID": a.def.APIID, "bundle_hash": a.def.CustomMiddlewareBundle}
-	if a.configData != "" {
-		spec["config_data"] = a.configData
+// buildObject is the gateway's BuildObject for one hook: the request as the chain has it
+// (headers' first values plus Host, url = the request URL with the listen path still on
+// it, params' first values, method, request_uri, scheme, raw_body and, when UTF-8 and not
+// raw_body_only, body), the empty edit fields (maps and lists are empty, which encodes as
+// absent), return_overrides.response_code -1, the API's spec map, and the request's session
+// and its metadata for hooks other than Pre and CustomKeyCheck. res, for Response hooks,
+// adds the upstream response.
+func (g *Gateway) buildObject(st *reqState, hook pb.HookType, md MiddlewareDefinition, res *http.Response, resBody []byte) *pb.Object {
+	r := st.r
+	headers := firstValues(r.Header)
+	host := r.Host
+	if host == "" && r.URL != nil {
+		host = r.URL.Host
 	}
-	return spec
-}
-
-// miniRequest describes the request as it stands (after earlier hooks' edits). url is the
-// path and query going upstream; request_uri is what the client sent.
-func miniRequest(out *http.Request, st *reqState) *pb.MiniRequestObject {
+	if host != "" {
+		headers["Host"] = host
+	}
 	scheme := "http"
-	if st.inbound.TLS != nil {
+	if r.TLS != nil {
 		scheme = "https"
 	}
 	req := &pb.MiniRequestObject{
-		Headers:         firstValues(out.Header),
-		Url:             out.URL.RequestURI(),
-		Params:          paramsOf(out.URL),
-		Method:          out.Method,
-		RequestUri:      st.inbound.RequestURI,
+		Headers:         headers,
+		SetHeaders:      map[string]string{},
+		DeleteHeaders:   []string{},
+		Url:             r.URL.String(),
+		Params:          firstValues(r.URL.Query()),
+		AddParams:       map[string]string{},
+		ExtendedParams:  map[string]string{},
+		DeleteParams:    []string{},
+		ReturnOverrides: &pb.ReturnOverrides{ResponseCode: -1},
+		Method:          r.Method,
+		RequestUri:      r.RequestURI,
 		Scheme:          scheme,
 		RawBody:         st.body,
-		ReturnOverrides: &pb.ReturnOverrides{ResponseCode: -1},
 	}
-	if utf8.Valid(st.body) {
+	if utf8.Valid(st.body) && !md.RawBodyOnly {
 		req.Body = string(st.body)
 	}
-	return req
-}
-
-func (g *Gateway) requestObject(hook pb.HookType, name string, out *http.Request, st *reqState) *pb.Object {
-	obj := &pb.Object{HookType: hook, HookName: name, Request: miniRequest(out, st), Spec: specOf(st.api)}
-	if hook == pb.HookType_PostKeyAuth || hook == pb.HookType_Post || hook == pb.HookType_Response {
-		obj.Session = st.session
-		obj.Metadata = st.metadata
+	spec := make(map[string]string, len(st.api.spec))
+	for k, v := range st.api.spec {
+		spec[k] = v
+	}
+	obj := &pb.Object{Request: req, HookName: md.Name, HookType: hook, Spec: spec}
+	if hook != pb.HookType_Pre && hook != pb.HookType_CustomKeyCheck && st.session != nil {
+		obj.Session = toProto(st.session)
+		obj.Metadata = make(map[string]string, len(obj.Session.Metadata))
+		for k, v := range obj.Session.Metadata {
+			obj.Metadata[k] = v
+		}
+	}
+	if res != nil {
+		ro := &pb.ResponseObject{StatusCode: int32(res.StatusCode), RawBody: resBody, Headers: firstValues(res.Header)}
+		// The gateway appends multivalue_headers in Go map order (random); sorted by name
+		// here, one of those orders.
+		keys := make([]string, 0, len(res.Header))
+		for k := range res.Header {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			ro.MultivalueHeaders = append(ro.MultivalueHeaders, &pb.Header{Key: k, Values: append([]string(nil), res.Header[k]...)})
+		}
+		if utf8.Valid(resBody) && !md.RawBodyOnly {
+			ro.Body = string(resBody)
+		}
+		obj.Response = ro
 	}
 	return obj
 }
 
-// failedStatus is what a failed hook answers: 403 for authentication, 500 otherwise.
-func failedStatus(hook pb.HookType) (int, string) {
-	if hook == pb.HookType_CustomKeyCheck {
-		return http.StatusForbidden, "Key not authorised"
-	}
-	return http.StatusInternalServerError, "There was a problem proxying the request"
-}
-
 // requestHook runs one Pre, PostKeyAuth or Post hook; false means the client was answered.
-func (g *Gateway) requestHook(w http.ResponseWriter, out *http.Request, st *reqState, hook pb.HookType, name string) bool {
-	sent, ans, err := g.dispatch(st, g.requestObject(hook, name, out, st))
+func (g *Gateway) requestHook(w http.ResponseWriter, st *reqState, hook pb.HookType, md MiddlewareDefinition) bool {
+	ans, err := g.dispatch(st, g.buildObject(st, hook, md, nil, nil))
 	if err != nil {
-		g.hookFailed(w, st, hook, name, err)
+		g.log.Log("error", fmt.Sprintf("API %s: %s hook %s: dispatch error: %v", st.api.def.APIID, hook, md.Name, err))
+		g.writeError(w, st, http.StatusInternalServerError, msgMiddlewareError)
 		return false
 	}
-	if answered, err := g.applyRequestAnswer(w, out, st, sent, ans); answered || err != nil {
-		if err != nil {
-			g.hookFailed(w, st, hook, name, err)
-		}
-		return false
-	}
-	if hook != pb.HookType_Pre && ans.Session != nil {
-		st.session, st.metadata = ans.Session, ans.Metadata
-	}
-	return true
+	_, ok := g.processAnswer(w, st, hook, md, ans)
+	return ok
 }
 
-func (g *Gateway) hookFailed(w http.ResponseWriter, st *reqState, hook pb.HookType, name string, err error) {
-	g.log.Log("error", fmt.Sprintf("API %s: %s hook %s failed: %v", st.api.def.APIID, hook, name, err))
-	code, msg := failedStatus(hook)
-	if hook == pb.HookType_CustomKeyCheck {
-		g.fireEvent(st, "AuthFailure", "Authentication plugin failed")
-	}
-	writeError(w, code, msg)
-}
+// errNoRequest: an answer without a request object (the gateway would dereference nil).
+var errNoRequest = errors.New("the answer has no request object")
 
-// authenticate runs the auth_check (CustomKeyCheck) hook: a session plus a non-empty
-// metadata["token"] is authenticated, anything else is 403 and an AuthFailure event.
-func (g *Gateway) authenticate(w http.ResponseWriter, out *http.Request, st *reqState) bool {
-	name := st.api.def.CustomMiddleware.AuthCheck.Name
-	sent, ans, err := g.dispatch(st, g.requestObject(pb.HookType_CustomKeyCheck, name, out, st))
-	if err != nil {
-		g.hookFailed(w, st, pb.HookType_CustomKeyCheck, name, err)
-		return false
-	}
-	answered, err := g.applyRequestAnswer(w, out, st, sent, ans)
-	if err != nil {
-		g.hookFailed(w, st, pb.HookType_CustomKeyCheck, name, err)
-		return false
-	}
-	if answered {
-		if ans.Request.GetReturnOverrides().GetResponseCode() >= 400 {
-			g.fireEvent(st, "AuthFailure", "Authentication plugin rejected the request")
-		}
-		return false
-	}
-	if ans.Session == nil || ans.Metadata["token"] == "" {
-		g.fireEvent(st, "AuthFailure", "Attempted access with an unknown key")
-		writeError(w, http.StatusForbidden, "Key not authorised")
-		return false
-	}
-	st.session, st.metadata = ans.Session, ans.Metadata
-	return true
-}
-
-// validHeader: an RFC 9110 token name and a value without CR, LF or NUL.
-func validHeader(name, value string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return !strings.ContainsAny(value, "\r\n\x00")
-}
-
-// applyRequestAnswer applies a request hook's answer (SPEC section 3). It answers the
-// client when return_overrides asks for it (answered = true); otherwise it applies
-// delete_headers, set_headers, url, delete_params, add_params, method and body edits to
-// the request going upstream. An answer that cannot be applied is an error.
-func (g *Gateway) applyRequestAnswer(w http.ResponseWriter, out *http.Request, st *reqState, sent, ans *pb.Object) (bool, error) {
-	req := ans.GetRequest()
-	if req == nil {
-		return false, nil
-	}
-	if ro := req.GetReturnOverrides(); ro.GetResponseCode() > 0 {
-		return true, writeOverride(w, ro)
-	}
+// postProcess is the gateway's ObjectPostProcess: the body always becomes the answer's
+// raw_body (`body` is not read); delete_headers then set_headers; the query becomes the
+// original query minus delete_params plus add_params; url must pass url.ParseRequestURI
+// and becomes the request URL; method is taken as returned. When the query of the new URL
+// differs from the rebuilt one, the rebuilt one replaces it (so a query changed only inside
+// url is lost, and add_params/delete_params re-encode the query sorted by key).
+func postProcess(st *reqState, req *pb.MiniRequestObject) error {
+	r := st.r
+	st.body = req.RawBody
 	for _, h := range req.DeleteHeaders {
-		out.Header.Del(h)
+		r.Header.Del(h)
 	}
 	for h, v := range req.SetHeaders {
-		if !validHeader(h, v) {
-			return false, fmt.Errorf("the answer sets an invalid header %q", h)
-		}
-		out.Header.Set(h, v)
+		r.Header.Set(h, v)
 	}
-	if req.Url != sent.Request.Url || len(req.DeleteParams) > 0 || len(req.AddParams) > 0 {
-		u := out.URL
-		if req.Url != sent.Request.Url {
-			parsed, err := url.ParseRequestURI(req.Url)
-			if err != nil || parsed.Host != "" || parsed.Scheme != "" {
-				return false, fmt.Errorf("the answer's url is not a path and query")
-			}
-			u = &url.URL{Path: parsed.Path, RawPath: parsed.RawPath, RawQuery: parsed.RawQuery}
-		}
-		if len(req.DeleteParams) > 0 || len(req.AddParams) > 0 {
-			q := u.Query()
-			for _, p := range req.DeleteParams {
-				q.Del(p)
-			}
-			for p, v := range req.AddParams {
-				q.Set(p, v)
-			}
-			u.RawQuery = q.Encode()
-		}
-		out.URL = u
+	updated := r.URL.Query()
+	for _, k := range req.DeleteParams {
+		updated.Del(k)
 	}
-	if req.Method != "" && req.Method != out.Method {
-		if !validHeader(req.Method, "") {
-			return false, fmt.Errorf("the answer's method is not a token")
-		}
-		out.Method = req.Method
+	for k, v := range req.AddParams {
+		updated.Set(k, v)
 	}
-	switch {
-	case !bytes.Equal(req.RawBody, sent.Request.RawBody):
-		st.body = req.RawBody
-		setBody(out, st.body)
-	case req.Body != sent.Request.Body:
-		st.body = []byte(req.Body)
-		setBody(out, st.body)
-	}
-	return false, nil
-}
-
-// writeOverride answers the client from return_overrides: a code >= 400 (override_error
-// false) is a rejection with body response_error (or response_body); other codes answer
-// directly with response_body (or response_error). Codes outside 200..599 are refused.
-func writeOverride(w http.ResponseWriter, ro *pb.ReturnOverrides) error {
-	code := int(ro.ResponseCode)
-	if code < 200 || code > 599 {
-		return fmt.Errorf("the answer's return_overrides.response_code %d is not a status this gateway answers with", code)
-	}
-	for h, v := range ro.Headers {
-		if !validHeader(h, v) {
-			return fmt.Errorf("the answer's return_overrides sets an invalid header %q", h)
-		}
-	}
-	body := ro.ResponseBody
-	if code >= 400 && !ro.OverrideError || body == "" {
-		body = ro.ResponseError
-		if body == "" {
-			body = ro.ResponseBody
-		}
-	}
-	for h, v := range ro.Headers {
-		w.Header().Set(h, v)
-	}
-	if w.Header().Get("Content-Type") == "" {
-		if t := strings.TrimSpace(body); (strings.HasPrefix(t, "{") || strings.HasPrefix(t, "[")) && json.Valid([]byte(t)) {
-			w.Header().Set("Content-Type", "application/json")
-		} else {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		}
-	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(code)
-	_, _ = io.WriteString(w, body)
-	return nil
-}
-
-// modifyResponse runs the API's Response hooks on the upstream's answer.
-func (g *Gateway) modifyResponse(resp *http.Response) error {
-	st := stateOf(resp.Request)
-	hooks := st.api.def.CustomMiddleware.Response
-	if len(hooks) == 0 {
-		return nil
-	}
-	body, err := readLimited(resp.Body, g.opts.MaxBodyBytes)
-	resp.Body.Close()
+	parsed, err := url.ParseRequestURI(req.Url)
 	if err != nil {
-		return &hookError{status: http.StatusBadGateway, public: "upstream response unavailable to response hooks", detail: "reading the upstream response: " + err.Error()}
+		return err
 	}
-	if !validUTF8Header(resp.Header) {
-		return &hookError{status: http.StatusBadGateway, public: "upstream response unavailable to response hooks", detail: "the upstream response has header values that are not UTF-8"}
+	r.URL = parsed
+	r.Method = req.Method
+	if !reflect.DeepEqual(r.URL.Query(), updated) {
+		r.URL.RawQuery = updated.Encode()
 	}
-	for _, md := range hooks {
-		obj := g.requestObject(pb.HookType_Response, md.Name, resp.Request, st)
-		obj.Response = responseObject(resp, body)
-		sent, ans, err := g.dispatch(st, obj)
-		if err != nil {
-			return &hookError{status: http.StatusInternalServerError, public: "There was a problem proxying the request", detail: fmt.Sprintf("Response hook %s failed: %v", md.Name, err)}
-		}
-		if body, err = applyResponseAnswer(resp, sent.Response, ans.GetResponse(), body); err != nil {
-			return &hookError{status: http.StatusInternalServerError, public: "There was a problem proxying the request", detail: fmt.Sprintf("Response hook %s: %v", md.Name, err)}
-		}
-		if ans.Session != nil {
-			st.session, st.metadata = ans.Session, ans.Metadata
-		}
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	resp.ContentLength = int64(len(body))
-	resp.TransferEncoding = nil
-	resp.Header.Del("Transfer-Encoding")
-	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	return nil
 }
 
-func responseObject(resp *http.Response, body []byte) *pb.ResponseObject {
-	r := &pb.ResponseObject{StatusCode: int32(resp.StatusCode), RawBody: body, Headers: firstValues(resp.Header)}
-	if utf8.Valid(body) {
-		r.Body = string(body)
+// processAnswer is what the gateway's ProcessRequest does with a request hook's answer
+// (for CustomKeyCheck, up to the session checks). ok false: the client was answered. token
+// is session.metadata["token"] after object.metadata is merged into session.metadata.
+func (g *Gateway) processAnswer(w http.ResponseWriter, st *reqState, hook pb.HookType, md MiddlewareDefinition, ans *pb.Object) (token string, ok bool) {
+	req := ans.Request
+	err := errNoRequest
+	if req != nil {
+		err = postProcess(st, req)
 	}
-	keys := make([]string, 0, len(resp.Header))
-	for k := range resp.Header {
-		keys = append(keys, k)
+	if err != nil {
+		g.log.Log("error", fmt.Sprintf("API %s: %s hook %s: failed to post-process the answer: %v", st.api.def.APIID, hook, md.Name, err))
+		g.writeError(w, st, http.StatusInternalServerError, msgMiddlewareError)
+		return "", false
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		r.MultivalueHeaders = append(r.MultivalueHeaders, &pb.Header{Key: k, Values: append([]string(nil), resp.Header[k]...)})
+	if s := ans.Session; s != nil {
+		if len(ans.Metadata) > 0 && s.Metadata == nil {
+			s.Metadata = map[string]string{}
+		}
+		for k, v := range ans.Metadata {
+			s.Metadata[k] = v
+		}
+		token = s.Metadata["token"]
 	}
-	return r
+	ro := req.ReturnOverrides
+	if ro == nil {
+		ro = &pb.ReturnOverrides{}
+	}
+	if ro.ResponseError != "" {
+		ro.ResponseBody = ro.ResponseError
+	}
+	code := int(ro.ResponseCode)
+	if code > 0 && (code < 100 || code > 999) {
+		// net/http cannot write such a status (the gateway's WriteHeader would panic).
+		g.log.Log("error", fmt.Sprintf("API %s: %s hook %s: return_overrides.response_code %d is not an HTTP status", st.api.def.APIID, hook, md.Name, code))
+		g.writeError(w, st, http.StatusInternalServerError, msgMiddlewareError)
+		return "", false
+	}
+	if code >= 400 && !ro.OverrideError {
+		for h, v := range ro.Headers {
+			w.Header().Set(h, v)
+		}
+		g.authFailed(st)
+		msg := msgKeyNotAuthorised
+		if ro.ResponseBody != "" {
+			msg = ro.ResponseBody
+		}
+		g.writeError(w, st, code, msg)
+		return "", false
+	}
+	if code > 0 {
+		for h, v := range ro.Headers {
+			w.Header().Set(h, v)
+		}
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(ro.ResponseBody))
+		return "", false
+	}
+	return token, true
 }
 
-// applyResponseAnswer makes the upstream response what the hook answered: its status, its
-// header set (multivalue_headers when it has any, else headers) and its body (raw_body
-// when changed, else body when changed).
-func applyResponseAnswer(resp *http.Response, sent, ans *pb.ResponseObject, body []byte) ([]byte, error) {
-	if ans == nil {
-		return body, nil
-	}
-	if ans.StatusCode != 0 && ans.StatusCode != sent.StatusCode {
-		if ans.StatusCode < 200 || ans.StatusCode > 599 {
-			return nil, fmt.Errorf("status_code %d is not a status this gateway answers with", ans.StatusCode)
+// authCheck runs the auth_check (CustomKeyCheck) hook as the gateway's ProcessRequest does:
+// the ID extractor first (a still-valid stored session skips the plugin), the answer
+// applied like any request hook's, then a session with a non-empty token is required (else
+// 403 Forbidden and AuthFailure); the session gets the API's OrgID, its key, the quota
+// carried over from a stored session of the same key, and becomes the request's session
+// (stored) when base_identity_provided_by is custom_auth or unset.
+func (g *Gateway) authCheck(w http.ResponseWriter, st *reqState) bool {
+	a := st.api
+	md := a.def.CustomMiddleware.AuthCheck
+	var sessionID string
+	if a.extractor != nil {
+		id, cached, err := a.extractor.extractAndCheck(st, g.sessions, g.now())
+		if err != nil {
+			g.writeError(w, st, http.StatusBadRequest, err.Error())
+			return false
 		}
-		resp.StatusCode = int(ans.StatusCode)
-		resp.Status = fmt.Sprintf("%d %s", ans.StatusCode, http.StatusText(int(ans.StatusCode)))
-	}
-	h := http.Header{}
-	if len(ans.MultivalueHeaders) > 0 {
-		for _, mh := range ans.MultivalueHeaders {
-			for _, v := range mh.Values {
-				if !validHeader(mh.Key, v) {
-					return nil, fmt.Errorf("invalid response header %q", mh.Key)
-				}
-				h.Add(mh.Key, v)
-			}
+		if cached != nil {
+			g.setSession(st, cached)
+			return true
 		}
-	} else {
-		for k, v := range ans.Headers {
-			if !validHeader(k, v) {
-				return nil, fmt.Errorf("invalid response header %q", k)
-			}
-			h.Set(k, v)
-		}
+		sessionID = id
 	}
-	resp.Header = h
-	switch {
-	case !bytes.Equal(ans.RawBody, sent.RawBody):
-		body = ans.RawBody
-	case ans.Body != sent.Body:
-		body = []byte(ans.Body)
+	ans, err := g.dispatch(st, g.buildObject(st, pb.HookType_CustomKeyCheck, md, nil, nil))
+	if err != nil {
+		g.log.Log("error", fmt.Sprintf("API %s: CustomKeyCheck hook %s: dispatch error: %v", a.def.APIID, md.Name, err))
+		g.writeError(w, st, http.StatusForbidden, msgKeyNotAuthorised)
+		return false
 	}
-	return body, nil
+	token, ok := g.processAnswer(w, st, pb.HookType_CustomKeyCheck, md, ans)
+	if !ok {
+		return false
+	}
+	if a.extractor == nil {
+		sessionID = token
+	}
+	if ans.Session == nil || token == "" {
+		g.authFailed(st)
+		g.writeError(w, st, http.StatusForbidden, http.StatusText(http.StatusForbidden))
+		return false
+	}
+	s := fromProto(ans.Session)
+	for k, v := range ans.Metadata {
+		s.MetaData[k] = v
+	}
+	s.OrgID = a.def.OrgID
+	s.KeyID = token
+	if err := applyPolicies(s); err != nil {
+		g.log.Log("error", fmt.Sprintf("API %s: CustomKeyCheck hook %s: the session names policies (%v), and this gateway has none", a.def.APIID, md.Name, s.policyIDs()))
+		g.authFailed(st)
+		g.writeError(w, st, http.StatusForbidden, http.StatusText(http.StatusForbidden))
+		return false
+	}
+	if existing, found := g.sessions.Get(sessionID); found {
+		s.QuotaRenews, s.QuotaRemaining = existing.QuotaRenews, existing.QuotaRemaining
+	}
+	_ = applyPolicies(s) // the gateway applies them twice; the second cannot fail when the first did not
+	s.KeyID = sessionID
+	switch a.def.BaseIdentityProvidedBy {
+	case "custom_auth", "":
+		g.setSession(st, s)
+	}
+	return true
+}
+
+// setSession is the gateway's ctxSetSession with an update scheduled: the session becomes
+// the request's, keyed by its KeyID, and is stored under that key.
+func (g *Gateway) setSession(st *reqState, s *Session) {
+	if s.KeyID == "" {
+		s.KeyID = st.authToken
+	}
+	st.session, st.authToken = s, s.KeyID
+	if st.authToken != "" {
+		g.sessions.Put(st.authToken, s)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -207,9 +208,12 @@ func TestReqHubReplayCaughtAcrossTwoGatewayProcesses(t *testing.T) {
 	gw1 := startGateway(t, args, env)
 	gw2 := startGateway(t, args, env)
 
+	// A ReqHub denial is "<code>: <message>" in the gateway's error template.
 	denial := func(code int, body string) string {
-		c, _, ok := strings.Cut(body, ": ")
-		if code != 403 || !ok {
+		var e map[string]string
+		err := json.Unmarshal([]byte(body), &e)
+		c, _, ok := strings.Cut(e["error"], ": ")
+		if code != 403 || err != nil || !ok {
 			t.Fatalf("not a ReqHub denial: %d %s", code, body)
 		}
 		return c

@@ -4,6 +4,7 @@
 package demo
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -348,7 +349,7 @@ func Print(w io.Writer, r Request, o Outcome) {
 			}
 		}
 	} else {
-		fmt.Fprintf(w, "   answered by the gateway: %s\n", strings.TrimSpace(o.Body))
+		fmt.Fprintf(w, "   answered by the gateway: %s\n", oneLine(o.Body))
 	}
 	for _, h := range r.Show {
 		v := o.Header.Get(h)
@@ -357,6 +358,15 @@ func Print(w io.Writer, r Request, o Outcome) {
 		}
 		fmt.Fprintf(w, "   client got %s: %s\n", h, v)
 	}
+}
+
+// oneLine is a body on one line: JSON compacted (the gateway's error template spans lines).
+func oneLine(body string) string {
+	var b bytes.Buffer
+	if json.Compact(&b, []byte(body)) == nil {
+		return b.String()
+	}
+	return strings.TrimSpace(body)
 }
 
 func shorten(s string, n int) string {

@@ -73,12 +73,12 @@ func TestDemoDirectory(t *testing.T) {
 	text := out.String()
 	for _, want := range []string{"X-Request-Source: coprocess-gateway", "X-Authenticated-By: StaticTokenAuth", "X-Upstream-Auth: internal",
 		"client got X-Frame-Options: DENY", "client got Server: (absent)", "X-Plugin: coprocess", "client got X-Upstream: (absent)",
-		`answered by the gateway: {"error":"Key not authorised"}`, "answered by the gateway: Key not authorised",
-		"X-Authenticated-By: HMACSignatureAuth", "answered by the gateway: Custom middleware: Bad request",
+		`answered by the gateway: {"error":"Forbidden"}`, `answered by the gateway: {"error":"Key not authorised"}`,
+		"X-Authenticated-By: HMACSignatureAuth", `answered by the gateway: {"error":"Custom middleware: Bad request"}`,
 		`upstream checked the Authorization signature itself (Go crypto, keyId "demo-gateway-hmac", hmac-sha256): VALID`,
 		`upstream checked the Signature signature itself (Go crypto, keyId "demo-gateway-rsa", rsa-sha256): VALID`,
 		"(request-target): put /ledger/entries/7", `X-Reqhub-Result: {"api":"weather-api"`,
-		"answered by the gateway: merchant_signature_invalid: ClientNonce was already used"} {
+		`answered by the gateway: {"error":"merchant_signature_invalid: ClientNonce was already used`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
 		}

@@ -220,7 +220,8 @@ type Result struct {
 
 // Verify checks the signature a server received in header (Authorization or Signature):
 // it rebuilds the signing string from the request as received (method, the request URI the
-// client sent, the received header values) and verifies it with keys[keyId].
+// client sent, the received header values, host = the Host it was sent to) and verifies it
+// with keys[keyId].
 func Verify(r *http.Request, header string, keys map[string]Key) Result {
 	res := Result{Header: header}
 	value := r.Header.Get(header)
@@ -243,7 +244,13 @@ func Verify(r *http.Request, header string, keys map[string]Key) Result {
 	if target == "" {
 		target = r.URL.RequestURI()
 	}
-	s, err := SigningString(r.Method, target, r.Header, p.Headers)
+	// A server's r.Header never holds Host (net/http keeps it in r.Host).
+	h := r.Header
+	if r.Host != "" {
+		h = r.Header.Clone()
+		h.Set("Host", r.Host)
+	}
+	s, err := SigningString(r.Method, target, h, p.Headers)
 	if err != nil {
 		res.Reason = err.Error()
 		return res

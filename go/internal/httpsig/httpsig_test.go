@@ -16,7 +16,7 @@ const (
 	vectorRSA = "N1vvje4wyM5Wo12KCci1+tjBwDa58rZnf8mczsYsqKnmNySiPFOK7hbhMvArOS4+uJ4zxoPZzMERO72az4XtTvoqN5KhYyYWpteQAyq1bewins601/eA5jhHs9kQeVY3kZtImIh4lC2vWrNIFaFwdSJtcAvm4uhpcIb89ruiBwWvqqgz1XnBxEOh6U2y9AKuwPU0xIbFLyVJGcHzq6iCNylpK1X6pkDFq3+vyzePpXkicsVXHysxkgOhbn3RN5oTq1fVvaAxcnb1zJbHo3nQkUZXIHlTktapIJWZHL4MX3/aNEpUsryRw+hmNhjQeO4AsGlQ5De+cMroExazycr/2w=="
 	// printf '%s' "$S" | openssl dgst -sha256 -hmac 'upstream-shared-secret' -binary | base64 -w0
 	vectorHMAC256 = "ZOqViMrChvQkbbXzXxWRC1U+TbGnxP5DT4vwc1usK9E="
-	// The spec's vector: key c2VjcmV0, "date: <vectorDate>", hmac-sha512.
+	// The vector of docs/builtins/hmac-signature-auth.md: key c2VjcmV0, "date: <vectorDate>", hmac-sha512.
 	vectorHMAC512 = "9kwBK/yrjbSHJDI7INAhBmhHLTHRDkIe2uRWHEP8bgQFQvfXRksm6t2MHeLUyk9oosWDZyC17AbGeP8EFqrp+A=="
 )
 

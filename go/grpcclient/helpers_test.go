@@ -1,10 +1,10 @@
-// Package coprocessgrpc tests the coprocess-grpc server binary with Go's gRPC client (the
+// Package grpcclient tests the coprocess-grpc server binary with Go's gRPC client (the
 // client library the gateway's gRPC plugin driver uses), dialling TCP and unix sockets the way
 // the gateway does for coprocess_grpc_server "tcp://..." and "unix://...".
 //
-// Built in GOPATH mode over Debian's packages (make grpc-test); COPROCESS_GRPC_BIN names the
-// server binary.
-package coprocessgrpc
+// Part of the coprocess/go module (grpc-go from Debian's packages, see go/go.mod); run by
+// `make grpc-test`, which builds the server and sets COPROCESS_GRPC_BIN to it.
+package grpcclient
 
 import (
 	"bufio"

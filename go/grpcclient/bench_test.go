@@ -1,13 +1,14 @@
-package coprocessgrpc
+package grpcclient
 
 import (
 	"path/filepath"
 	"testing"
 )
 
-// BenchmarkDispatchHMAC: the HMAC-auth Object (the SPEC's vector) through the server with
-// Go's gRPC client, as the gateway's gRPC driver sends it: proto.Marshal, the call over
-// loopback TCP or a unix socket, proto.Unmarshal of the answer. One call at a time.
+// BenchmarkDispatchHMAC: the HMAC-auth Object (the signature vector of
+// docs/builtins/hmac-signature-auth.md) through the server with Go's gRPC client, as the
+// gateway's gRPC driver sends it: proto.Marshal, the call over loopback TCP or a unix
+// socket, proto.Unmarshal of the answer. One call at a time.
 func BenchmarkDispatchHMAC(b *testing.B) {
 	dir := b.TempDir()
 	cfg := map[string]interface{}{"HMACSignatureAuth": builtinConfig()["HMACSignatureAuth"]}

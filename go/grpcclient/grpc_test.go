@@ -1,4 +1,4 @@
-package coprocessgrpc
+package grpcclient
 
 import (
 	"context"

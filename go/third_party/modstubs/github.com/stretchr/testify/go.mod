@@ -1,0 +1,2 @@
+// Graph-only stub: see go/third_party/modstubs/README.md.
+module github.com/stretchr/testify
