@@ -11,6 +11,7 @@ PACKAGES=(
   redis-server golang-github-gomodule-redigo-dev                                        # Redis store
   golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev  # gRPC client tests of grpc/ (the 1-5 API works with go/pb)
   openssl python3                         # independent signature verifiers in tests
+  systemd adduser strace                  # make deb-test: systemd-analyze verify, the system user, the syscall audit
 )
 
 missing=()
