@@ -207,7 +207,7 @@ check: setup
 	$(MAKE) fmt-check check-imports clippy unit-test check-header check-symbols ctest
 
 test: setup
-	$(MAKE) fmt-check check-imports clippy rust-test check-header check-symbols audit ctest valgrind asan examples doc stress go-test grpc-test fuzz
+	$(MAKE) fmt-check check-imports clippy rust-test check-header check-symbols audit ctest valgrind asan examples doc stress go-test grpc-test deb-test fuzz
 
 # ---- The Go host (go/): offline module mode over Debian's Go packages (see go/go.mod).
 GO ?= go
@@ -304,6 +304,19 @@ grpc-test: grpc-build pc
 grpc-bench: grpc-build pc
 	$(CARGO) bench --locked -p coprocess-grpc --bench grpc
 	cd go && $(GOENV) COPROCESS_GRPC_BIN=$(GRPC_BIN) $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./grpcclient/
+
+# ---- Debian packages (packaging/, docs/packages.md). make deb: build/deb/libcoprocess_*.deb
+# (library, header, coprocess.pc) and build/deb/coprocess-grpc_*.deb (server, hardened unit,
+# /etc/coprocess), stripped, with dpkg-deb. make deb-test (root; no systemd needed as PID 1):
+# installs them here, systemd-analyze verify, runs the server as its unit would and dispatches
+# over gRPC, builds C and cgo programs with pkg-config, purges, checks that nothing is left.
+.PHONY: deb deb-test
+deb: build grpc-build
+	bash packaging/build-deb.sh
+
+deb-test: deb
+	$(CARGO) build --release --locked -p coprocess-grpc --example dispatch
+	bash packaging/test-deb.sh
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/coprocess $(DESTDIR)$(PREFIX)/lib/pkgconfig

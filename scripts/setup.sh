@@ -12,6 +12,7 @@ PACKAGES=(
   golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev golang-google-genproto-dev \
   golang-golang-x-net-dev golang-golang-x-sys-dev golang-golang-x-text-dev golang-golang-x-oauth2-dev  # go/grpcclient (go/go.mod replaces)
   openssl python3                         # independent signature verifiers in tests
+  systemd adduser strace                  # make deb-test: systemd-analyze verify, the system user, the syscall audit
 )
 
 missing=()
