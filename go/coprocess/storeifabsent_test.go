@@ -117,7 +117,7 @@ func (b blockingStore) wait() {
 	<-b.release
 }
 func (b blockingStore) Set(string, string, time.Duration) error { b.wait(); return nil }
-func (b blockingStore) Get(string) (string, bool, error)       { b.wait(); return "v", true, nil }
+func (b blockingStore) Get(string) (string, bool, error)        { b.wait(); return "v", true, nil }
 func (b blockingStore) SetIfAbsent(string, string, time.Duration) (bool, error) {
 	b.wait()
 	return true, nil
