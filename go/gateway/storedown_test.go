@@ -23,10 +23,11 @@ func (downStore) SetIfAbsent(string, string, time.Duration) (bool, error) { retu
 // With the store down the built-ins fail closed: ReqHubMerchant (local mode: its nonce
 // check is one CoProcessStoreDataIfAbsent) answers 503 verification_unavailable, logs a
 // warning and fires ReqHubVerificationUnavailable, all carrying the request's trace id; an
-// HMAC key that lives in the store is unknown: 401; keys in the configuration still work,
-// and so does a store-free API.
+// HMAC key that lives in the store is unknown: 401; UpstreamRequestSigning without its
+// store-held RSA key answers 500 Certificate not found (nothing goes upstream unsigned); keys
+// in the configuration still work, and so does a store-free API.
 func TestBuiltinsFailClosedWithTheStoreDown(t *testing.T) {
-	e := newEnvWithStore(t, map[string]string{"reqhub": reqhubAPI, "hmac": hmacAPI, "keyless": keylessAPI}, downStore{})
+	e := newEnvWithStore(t, map[string]string{"reqhub": reqhubAPI, "hmac": hmacAPI, "keyless": keylessAPI, "signed-rsa": rsaSigningAPI(t)}, downStore{})
 	const id = "4bf92f3577b34da6a3ce929d0e0e4736"
 	h, err := reqhub.SignNow(reqhubClientPub, reqhubClientPriv, "/reqhub/forecast")
 	if err != nil {
@@ -64,6 +65,11 @@ func TestBuiltinsFailClosedWithTheStoreDown(t *testing.T) {
 	}
 	if r := e.do("GET", "/hmac/x", signedHeaders(t, "GET", "/hmac/x", "mobile-app", "app-secret-1", "hmac-sha256", now, rt...), ""); r.status != 200 {
 		t.Errorf("HMAC with a configured key, store down: %d %s", r.status, r.body)
+	}
+	// UpstreamRequestSigning with its RSA key in the store (fetched at first use): the
+	// request is not sent unsigned.
+	if r := e.do("GET", "/signed-rsa/x", nil, ""); r.status != 500 || r.seen != nil || !strings.Contains(r.body, "Certificate not found") {
+		t.Errorf("UpstreamRequestSigning with its key in the store, store down: %d %s", r.status, r.body)
 	}
 	if r := e.do("GET", "/k/x", nil, ""); r.status != 200 {
 		t.Errorf("store-free API: %d %s", r.status, r.body)
