@@ -204,10 +204,10 @@ func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w := &statusWriter{ResponseWriter: rw}
-	apiID := ""
+	apiID, arrived := "", time.Now()
 	defer func() {
 		if w.code != 0 {
-			g.metrics.request(apiID, w.code)
+			g.metrics.request(apiID, w.code, time.Since(arrived))
 		}
 	}()
 	a := g.route(r.URL.Path)

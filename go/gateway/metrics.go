@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"coprocess/go/coprocess"
 )
@@ -31,17 +32,37 @@ type metrics struct {
 	requests map[[2]string]uint64 // api, code
 	hooks    map[[3]string]*hookCount
 	events   map[[4]string]uint64 // api, event, handler, outcome
+	duration map[string]*histogram
 }
 
 type hookCount struct{ dispatches, failures uint64 }
 
-func newMetrics() *metrics {
-	return &metrics{requests: map[[2]string]uint64{}, hooks: map[[3]string]*hookCount{}, events: map[[4]string]uint64{}}
+// durationBuckets are the upper bounds (seconds) of coprocess_gateway_request_duration_seconds.
+var durationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+type histogram struct {
+	counts []uint64 // per bucket (not cumulative), then +Inf
+	sum    float64
+	n      uint64
 }
 
-func (m *metrics) request(api string, code int) {
+func newMetrics() *metrics {
+	return &metrics{requests: map[[2]string]uint64{}, hooks: map[[3]string]*hookCount{}, events: map[[4]string]uint64{}, duration: map[string]*histogram{}}
+}
+
+func (m *metrics) request(api string, code int, took time.Duration) {
+	secs := took.Seconds()
+	i := sort.SearchFloat64s(durationBuckets, secs) // first bound >= secs
 	m.mu.Lock()
 	m.requests[[2]string{api, strconv.Itoa(code)}]++
+	h := m.duration[api]
+	if h == nil {
+		h = &histogram{counts: make([]uint64, len(durationBuckets)+1)}
+		m.duration[api] = h
+	}
+	h.counts[i]++
+	h.sum += secs
+	h.n++
 	m.mu.Unlock()
 }
 
@@ -124,6 +145,23 @@ func (g *Gateway) WriteMetrics(w io.Writer) error {
 	header(&b, "coprocess_gateway_requests_total", "counter", "Requests answered, by API (\"\" when no API listens on the path) and HTTP status.")
 	for _, k := range reqKeys {
 		fmt.Fprintf(&b, "coprocess_gateway_requests_total{api=\"%s\",code=\"%s\"} %d\n", labelValue(k[0]), k[1], m.requests[k])
+	}
+	apis := make([]string, 0, len(m.duration))
+	for a := range m.duration {
+		apis = append(apis, a)
+	}
+	sort.Strings(apis)
+	header(&b, "coprocess_gateway_request_duration_seconds", "histogram", "Time from the request's arrival to its answer, by API.")
+	for _, a := range apis {
+		h := m.duration[a]
+		var cum uint64
+		for i, le := range durationBuckets {
+			cum += h.counts[i]
+			fmt.Fprintf(&b, "coprocess_gateway_request_duration_seconds_bucket{api=\"%s\",le=\"%s\"} %d\n", labelValue(a), strconv.FormatFloat(le, 'g', -1, 64), cum)
+		}
+		fmt.Fprintf(&b, "coprocess_gateway_request_duration_seconds_bucket{api=\"%s\",le=\"+Inf\"} %d\n", labelValue(a), h.n)
+		fmt.Fprintf(&b, "coprocess_gateway_request_duration_seconds_sum{api=\"%s\"} %s\n", labelValue(a), strconv.FormatFloat(h.sum, 'g', -1, 64))
+		fmt.Fprintf(&b, "coprocess_gateway_request_duration_seconds_count{api=\"%s\"} %d\n", labelValue(a), h.n)
 	}
 	hookKeys := make([][3]string, 0, len(m.hooks))
 	for k := range m.hooks {

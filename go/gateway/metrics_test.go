@@ -93,6 +93,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		{"coprocess_gateway_hook_dispatches_total", []string{`api="keyless"`, `hook="Response"`, `middleware="InjectHeaders:resp"`}, 5},
 		{"coprocess_gateway_hook_dispatches_total", []string{`api="static"`, `hook="CustomKeyCheck"`, `middleware="StaticTokenAuth"`}, 3},
 		{"coprocess_gateway_events_total", []string{`api="static"`, `event="AuthFailure"`, `handler="RelayEvent"`, `outcome="ok"`}, 3},
+		{"coprocess_gateway_request_duration_seconds_count", []string{`api="keyless"`}, 6},
+		{"coprocess_gateway_request_duration_seconds_bucket", []string{`api="keyless"`, `le="+Inf"`}, 6},
+		{"coprocess_gateway_request_duration_seconds_bucket", []string{`api="keyless"`, `le="10"`}, 6},
 		{"coprocess_gateway_events_total", []string{`api="static"`, `event="AuthFailure"`, `handler="LogEvent"`, `outcome="ok"`}, 3},
 	}
 	for _, c := range checks {
