@@ -156,26 +156,35 @@ func newClient(conns int) *http.Client {
 }
 
 // procStats are a gateway process's OS threads, open descriptors and goroutines.
-type procStats struct{ threads, fds, goroutines int }
-
-func (p procStats) String() string {
-	return fmt.Sprintf("threads %d, fds %d, goroutines %d", p.threads, p.fds, p.goroutines)
+type procStats struct {
+	threads, fds, goroutines int
+	rssMB                    float64
 }
 
-// threads reads Threads from /proc/<pid>/status.
-func (g *gatewayProc) threads() int {
+func (p procStats) String() string {
+	return fmt.Sprintf("threads %d, fds %d, goroutines %d, RSS %.1f MB", p.threads, p.fds, p.goroutines, p.rssMB)
+}
+
+// status reads a field (its first number) from /proc/<pid>/status.
+func (g *gatewayProc) status(field string) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
 	if err != nil {
 		g.t.Fatal(err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "Threads:") {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(l, "Threads:")))
-			return n
+		if strings.HasPrefix(l, field+":") {
+			f := strings.Fields(strings.TrimPrefix(l, field+":"))
+			if len(f) > 0 {
+				n, _ := strconv.Atoi(f[0])
+				return n
+			}
 		}
 	}
 	return -1
 }
+
+// threads reads Threads from /proc/<pid>/status.
+func (g *gatewayProc) threads() int { return g.status("Threads") }
 
 // stats reads threads and fds from /proc/<pid> and goroutines from the gateway's /metrics.
 func (g *gatewayProc) stats() procStats {
@@ -184,7 +193,7 @@ func (g *gatewayProc) stats() procStats {
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	return procStats{threads: g.threads(), fds: len(fds), goroutines: int(g.metric("coprocess_gateway_goroutines"))}
+	return procStats{threads: g.threads(), fds: len(fds), goroutines: int(g.metric("coprocess_gateway_goroutines")), rssMB: float64(g.status("VmRSS")) / 1024}
 }
 
 // metric reads one sample (name plus optional label text) from the gateway's /metrics.
