@@ -9,7 +9,8 @@
 #   make ctest      the C harness against the real library
 #   make valgrind   the C harness under valgrind memcheck (zero errors, zero leaks)
 #   make demo       the Go gateway demo: Redis, an upstream echo service and the gateway on 127.0.0.1
-#   make go-test    the Go host's tests (race detector on): binding package, gateway, demo directory
+#   make go-test    the Go host's tests (race detector on): binding package, gateway, gateway processes
+#                   against a failing redis-server and a real Prometheus, demo directory
 #   make fixtures   regenerate tests/fixtures/objects, the Objects the Go gateway dispatches
 #   make go-bench   Go benchmarks: cgo round trip vs pure Go vs marshal+unmarshal, 1 and 2 CPUs
 #   make c-demo     the C demo host dispatching a few Objects through the library

@@ -9,6 +9,7 @@ PACKAGES=(
   valgrind clang-14 libclang-rt-14-dev    # memcheck and ASan/LSan runs of the C harness
   protobuf-compiler golang-go golang-google-protobuf-dev golang-github-google-go-cmp-dev  # Go host
   redis-server golang-github-gomodule-redigo-dev                                        # Redis store
+  prometheus                              # Go gateway metrics tests: a real Prometheus server and promtool
   golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev golang-google-genproto-dev \
   golang-golang-x-net-dev golang-golang-x-sys-dev golang-golang-x-text-dev golang-golang-x-oauth2-dev  # go/grpcclient (go/go.mod replaces)
   openssl python3                         # independent signature verifiers in tests

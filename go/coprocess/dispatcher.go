@@ -39,6 +39,18 @@ static int cp_dispatch_event(void *data, int length, char **err) {
 // The ABI this package is built for: the header's COPROCESS_ABI_VERSION.
 static const char *cp_expected_abi(void) { return COPROCESS_ABI_VERSION; }
 
+static int cp_metrics(void **out, int *out_len, char **err) {
+	struct CoProcessMessage res = { NULL, 0 };
+	int rc = CoProcessMetrics(&res);
+	if (rc != 0) {
+		*err = cp_last_error_copy();
+		return rc;
+	}
+	*out = res.p_data;
+	*out_len = res.length;
+	return 0;
+}
+
 static int cp_reload(char **err) {
 	int rc = Reload();
 	if (rc != 0) *err = cp_last_error_copy();
@@ -245,4 +257,24 @@ func (d *Dispatcher) Reload() error {
 		return libError("Reload", rc, msg)
 	}
 	return nil
+}
+
+// Metrics returns the library's metrics in the Prometheus text exposition format (0.0.4):
+// coprocess_dispatch_total{middleware,hook,outcome}, coprocess_dispatch_duration_seconds
+// (a histogram by middleware), coprocess_event_total{handler,outcome},
+// coprocess_reload_total{result}, coprocess_config_cache_hits_total and
+// coprocess_config_cache_misses_total (CoProcessMetrics; docs/operations.md). The bytes are
+// a Go copy; the library's buffer is freed before returning.
+func (d *Dispatcher) Metrics() ([]byte, error) {
+	var out unsafe.Pointer
+	var outLen C.int
+	var msg *C.char
+	if rc := C.cp_metrics(&out, &outLen, &msg); rc != 0 {
+		return nil, libError("CoProcessMetrics", rc, msg)
+	}
+	if out == nil {
+		return []byte{}, nil
+	}
+	defer C.free(out)
+	return C.GoBytes(out, outLen), nil
 }

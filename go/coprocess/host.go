@@ -7,10 +7,12 @@ package coprocess
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"os"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -27,11 +29,35 @@ type Logger interface {
 }
 
 // Store is the key-value store behind TykStoreData / TykGetData. A ttl <= 0 means no expiry.
-// Get reports ok=false for an absent or expired key.
+// Get reports ok=false for an absent or expired key. A Store that also implements
+// SetIfAbsentStore answers CoProcessStoreDataIfAbsent atomically; for one that does not, the
+// binding does a Get then a Set under a process-wide lock (atomic within this process only).
 type Store interface {
 	Set(key, value string, ttl time.Duration) error
 	Get(key string) (value string, ok bool, err error)
 }
+
+// SetIfAbsentStore is a Store with an atomic "store only when absent"
+// (CoProcessStoreDataIfAbsent): stored reports whether value was written; false with a nil
+// error means the key was present and nothing was written. An error means the store could
+// not answer (the library then fails closed).
+type SetIfAbsentStore interface {
+	Store
+	SetIfAbsent(key, value string, ttl time.Duration) (stored bool, err error)
+}
+
+// DefaultMaxStoreCalls bounds the store calls in flight at once when Host.MaxStoreCalls is 0.
+// Every call in flight holds an OS thread (it runs inside a cgo callback), so this bounds
+// the threads a hung store can hold.
+const DefaultMaxStoreCalls = 64
+
+// DefaultStoreErrorLogInterval is the shortest gap between two store-error log lines when
+// Host.StoreErrorLogInterval is 0.
+const DefaultStoreErrorLogInterval = 10 * time.Second
+
+// ErrStoreBusy: Host.MaxStoreCalls store calls were already in flight; the call failed fast
+// (as if the store were unavailable) instead of waiting.
+var ErrStoreBusy = errors.New("coprocess: too many store calls in flight")
 
 // Host is what the library's host-function calls are routed to. A nil Logger logs to
 // stderr, a nil Store is a fresh MemoryStore, a nil EventSink logs the event at level info.
@@ -39,6 +65,18 @@ type Host struct {
 	Events EventSink
 	Logger Logger
 	Store  Store
+	// MaxStoreCalls bounds the store host-function calls (TykStoreData, TykGetData,
+	// CoProcessStoreDataIfAbsent) running at once; a call over the bound fails at once as
+	// if the store were unavailable (TykGetData answers NULL, CoProcessStoreDataIfAbsent -1,
+	// TykStoreData drops the write). 0: DefaultMaxStoreCalls; negative: unbounded.
+	MaxStoreCalls int
+	// StoreErrorLogInterval rate-limits the log lines about failed store calls: at most one
+	// per interval, carrying the count of the ones suppressed since the previous line.
+	// 0: DefaultStoreErrorLogInterval; negative: every failure is logged.
+	StoreErrorLogInterval time.Duration
+
+	slots  chan struct{} // nil: unbounded
+	errLog *rateLimiter
 }
 
 // EventFunc adapts a function to EventSink.
@@ -86,6 +124,16 @@ func installHost(h Host) {
 	if h.Store == nil {
 		h.Store = NewMemoryStore()
 	}
+	if h.MaxStoreCalls == 0 {
+		h.MaxStoreCalls = DefaultMaxStoreCalls
+	}
+	if h.MaxStoreCalls > 0 {
+		h.slots = make(chan struct{}, h.MaxStoreCalls)
+	}
+	if h.StoreErrorLogInterval == 0 {
+		h.StoreErrorLogInterval = DefaultStoreErrorLogInterval
+	}
+	h.errLog = &rateLimiter{interval: h.StoreErrorLogInterval}
 	if h.Events == nil {
 		logger := h.Logger
 		h.Events = EventFunc(func(name, payload string) {
@@ -131,6 +179,36 @@ func CoProcessLog(msg *C.char, level *C.char) {
 	currentHost().Logger.Log(lvl, C.GoString(msg))
 }
 
+// acquire takes a store slot without waiting; false: all MaxStoreCalls are in flight.
+func (h *Host) acquire() bool {
+	if h.slots == nil {
+		storeInFlight.Add(1)
+		return true
+	}
+	select {
+	case h.slots <- struct{}{}:
+		storeInFlight.Add(1)
+		return true
+	default:
+		return false
+	}
+}
+
+func (h *Host) release() {
+	storeInFlight.Add(-1)
+	if h.slots != nil {
+		<-h.slots
+	}
+}
+
+// storeFailed logs a failed store call, at most once per StoreErrorLogInterval. The key may
+// be sensitive-ish (an id) and the value may be a secret: neither is logged.
+func (h *Host) storeFailed(fn string, err error) {
+	if line, ok := h.errLog.allow(time.Now()); ok {
+		h.Logger.Log("error", fmt.Sprintf("%s: store failed: %v%s", fn, err, line))
+	}
+}
+
 //export TykStoreData
 func TykStoreData(key *C.char, value *C.char, ttl C.int) {
 	defer recoverInto("TykStoreData")
@@ -143,10 +221,18 @@ func TykStoreData(key *C.char, value *C.char, ttl C.int) {
 	}
 	h := currentHost()
 	k := C.GoString(key)
-	if err := h.Store.Set(k, v, time.Duration(ttl)*time.Second); err != nil {
-		// The key may be sensitive-ish (an id), the value may be a secret: log neither value.
-		h.Logger.Log("error", fmt.Sprintf("TykStoreData: store failed: %v", err))
+	if !h.acquire() {
+		countStore(opSet, resBusy)
+		h.storeFailed("TykStoreData", ErrStoreBusy)
+		return
 	}
+	defer h.release()
+	if err := h.Store.Set(k, v, time.Duration(ttl)*time.Second); err != nil {
+		countStore(opSet, resError)
+		h.storeFailed("TykStoreData", err)
+		return
+	}
+	countStore(opSet, resOK)
 }
 
 // TykGetData returns a malloc'd copy of the value (the library frees it), or NULL when the
@@ -159,13 +245,78 @@ func TykGetData(key *C.char) (out *C.char) {
 		return nil
 	}
 	h := currentHost()
+	if !h.acquire() {
+		countStore(opGet, resBusy)
+		h.storeFailed("TykGetData", ErrStoreBusy)
+		return nil
+	}
+	defer h.release()
 	v, ok, err := h.Store.Get(C.GoString(key))
 	if err != nil {
-		h.Logger.Log("error", fmt.Sprintf("TykGetData: store failed: %v", err))
+		countStore(opGet, resError)
+		h.storeFailed("TykGetData", err)
 		return nil
 	}
 	if !ok {
+		countStore(opGet, resMiss)
 		return nil
 	}
+	countStore(opGet, resOK)
 	return C.CString(v)
+}
+
+// fallbackSetIfAbsent serialises the Get-then-Set of stores without SetIfAbsent.
+var fallbackSetIfAbsent sync.Mutex
+
+// CoProcessStoreDataIfAbsent stores value under key for ttl seconds (ttl <= 0: no expiry)
+// only when the key is absent: 1 stored, 0 present (nothing written), -1 the store failed,
+// was too busy (MaxStoreCalls) or the call panicked.
+//
+//export CoProcessStoreDataIfAbsent
+func CoProcessStoreDataIfAbsent(key *C.char, value *C.char, ttl C.int) (rc C.int) {
+	rc = -1
+	defer recoverInto("CoProcessStoreDataIfAbsent")
+	if key == nil {
+		return -1
+	}
+	v := ""
+	if value != nil {
+		v = C.GoString(value)
+	}
+	h := currentHost()
+	k := C.GoString(key)
+	if !h.acquire() {
+		countStore(opSetIfAbsent, resBusy)
+		h.storeFailed("CoProcessStoreDataIfAbsent", ErrStoreBusy)
+		return -1
+	}
+	defer h.release()
+	stored, err := setIfAbsent(h.Store, k, v, time.Duration(ttl)*time.Second)
+	switch {
+	case err != nil:
+		countStore(opSetIfAbsent, resError)
+		h.storeFailed("CoProcessStoreDataIfAbsent", err)
+		return -1
+	case stored:
+		countStore(opSetIfAbsent, resStored)
+		return 1
+	default:
+		countStore(opSetIfAbsent, resPresent)
+		return 0
+	}
+}
+
+func setIfAbsent(s Store, key, value string, ttl time.Duration) (bool, error) {
+	if a, ok := s.(SetIfAbsentStore); ok {
+		return a.SetIfAbsent(key, value, ttl)
+	}
+	fallbackSetIfAbsent.Lock()
+	defer fallbackSetIfAbsent.Unlock()
+	if _, present, err := s.Get(key); err != nil || present {
+		return false, err
+	}
+	if err := s.Set(key, value, ttl); err != nil {
+		return false, err
+	}
+	return true, nil
 }

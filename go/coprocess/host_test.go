@@ -172,7 +172,7 @@ func (failingStore) Get(key string) (string, bool, error)           { return "",
 
 func TestStoreFailuresAreLoggedAndReadAsAbsent(t *testing.T) {
 	rec := &recorder{}
-	if _, err := New(Host{Store: failingStore{}, Logger: rec}); err != nil {
+	if _, err := New(Host{Store: failingStore{}, Logger: rec, StoreErrorLogInterval: -1}); err != nil {
 		t.Fatal(err)
 	}
 	if err := CallHostStore("k", "the-secret-value", 10); err != nil {

@@ -19,6 +19,15 @@ static int cp_call_store(char *key, char *value, int ttl) {
 	return 1;
 }
 
+typedef int (*cp_store_if_absent_fn)(char *, char *, int);
+
+static int cp_call_store_if_absent(char *key, char *value, int ttl, int *rc) {
+	cp_store_if_absent_fn f = (cp_store_if_absent_fn)dlsym(RTLD_DEFAULT, "CoProcessStoreDataIfAbsent");
+	if (!f) return 0;
+	*rc = f(key, value, ttl);
+	return 1;
+}
+
 static int cp_call_get(char *key, char **out) {
 	cp_get_fn f = (cp_get_fn)dlsym(RTLD_DEFAULT, "TykGetData");
 	if (!f) return 0;
@@ -64,4 +73,17 @@ func CallHostGet(key string) (value string, ok bool, err error) {
 	value = C.GoString(out)
 	C.free(unsafe.Pointer(out))
 	return value, value != "", nil
+}
+
+// CallHostStoreIfAbsent calls CoProcessStoreDataIfAbsent as the library does and returns its
+// answer: 1 stored, 0 present, negative unavailable.
+func CallHostStoreIfAbsent(key, value string, ttlSeconds int) (int, error) {
+	k, v := C.CString(key), C.CString(value)
+	defer C.free(unsafe.Pointer(k))
+	defer C.free(unsafe.Pointer(v))
+	var rc C.int
+	if C.cp_call_store_if_absent(k, v, C.int(ttlSeconds), &rc) == 0 {
+		return 0, errNoSymbol
+	}
+	return int(rc), nil
 }

@@ -30,6 +30,11 @@ func (e memEntry) live(now time.Time) bool { return e.expires.IsZero() || now.Be
 func (s *MemoryStore) Set(key, value string, ttl time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.setLocked(key, value, ttl)
+	return nil
+}
+
+func (s *MemoryStore) setLocked(key, value string, ttl time.Duration) {
 	now := s.now()
 	e := memEntry{value: value}
 	if ttl > 0 {
@@ -44,7 +49,18 @@ func (s *MemoryStore) Set(key, value string, ttl time.Duration) error {
 			}
 		}
 	}
-	return nil
+}
+
+// SetIfAbsent stores value under key for ttl (ttl <= 0: no expiry) only when no live value
+// is there, atomically.
+func (s *MemoryStore) SetIfAbsent(key, value string, ttl time.Duration) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[key]; ok && e.live(s.now()) {
+		return false, nil
+	}
+	s.setLocked(key, value, ttl)
+	return true, nil
 }
 
 // Get returns the live value under key.

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -36,6 +35,9 @@ type eventWrapper struct {
 	} `json:"message"`
 	Handler string     `json:"handler_name"`
 	Spec    *eventSpec `json:"spec"`
+	// TraceID is the request's W3C trace id (from its traceparent header), absent without
+	// one. The gateway's wrapper has no such field (docs/gateway-model.md, differences).
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // authFailed is the gateway's AuthFailed: an AuthFailure event with the request's path and
@@ -54,12 +56,14 @@ func (g *Gateway) fireEvent(st *reqState, eventType string, meta interface{}) {
 		ev.Event.TimeStamp = time.Now().Local().String()
 		ev.Handler = handler
 		ev.Spec = &eventSpec{APIID: a.def.APIID, OrgID: a.def.OrgID}
+		ev.TraceID = st.traceID
 		payload, err := json.Marshal(ev)
 		if err == nil {
 			err = g.opts.Dispatcher.DispatchEvent(payload)
 		}
+		g.metrics.event(a.def.APIID, eventType, handler, err != nil)
 		if err != nil {
-			g.log.Log("error", fmt.Sprintf("API %s: event %s to handler %s: %v", a.def.APIID, eventType, handler, err))
+			g.logReq(st, "error", "API %s: event %s to handler %s: %v", a.def.APIID, eventType, handler, err)
 		}
 	}
 }

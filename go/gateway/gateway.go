@@ -52,14 +52,22 @@ type Options struct {
 	HideGeneratorHeader bool
 	// Now is the clock the ID extractor compares id_extractor_deadline with (nil: time.Now).
 	Now func() time.Time
+	// MetricsPath, when set (cmd/gateway: "/metrics"), is a reserved path on which the
+	// gateway serves its metrics and the library's (WriteMetrics) instead of routing it to
+	// an API. "" serves them only through MetricsHandler.
+	MetricsPath string
+	// Store is the host store the Dispatcher was given, for the metrics (breaker state and
+	// connections when it implements StoreHealth). nil: no store metrics beyond the calls.
+	Store coprocess.Store
 }
 
 // HookTrace is one hook dispatch.
 type HookTrace struct {
-	APIID  string
-	Sent   *pb.Object
-	Answer *pb.Object // nil when Err is set
-	Err    error
+	APIID   string
+	TraceID string // the request's W3C trace id ("" without a valid traceparent)
+	Sent    *pb.Object
+	Answer  *pb.Object // nil when Err is set
+	Err     error
 }
 
 // Gateway is an http.Handler proxying to the APIs of AppsDir.
@@ -69,6 +77,7 @@ type Gateway struct {
 	apis     atomic.Pointer[[]*api]
 	sessions *SessionStore
 	now      func() time.Time
+	metrics  *metrics
 	// afterDispatch (tests) edits an answer after the library gave it, as a plugin could
 	// have answered: the built-ins do not produce every kind of answer the gateway handles.
 	afterDispatch func(ans *pb.Object)
@@ -85,7 +94,7 @@ func New(opts Options) (*Gateway, error) {
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport
 	}
-	g := &Gateway{opts: opts, log: opts.Logger, sessions: opts.Sessions, now: opts.Now}
+	g := &Gateway{opts: opts, log: opts.Logger, sessions: opts.Sessions, now: opts.Now, metrics: newMetrics()}
 	if g.log == nil {
 		g.log = coprocess.StdLogger{}
 	}
@@ -156,6 +165,7 @@ type reqState struct {
 	body      []byte // the request body as it stands (each request hook's raw_body replaces it)
 	session   *Session
 	authToken string // the session's key (the gateway's ctx AuthToken)
+	traceID   string // from the inbound traceparent header ("" when absent or invalid)
 }
 
 var errTooLarge = errors.New("body too large")
@@ -183,18 +193,30 @@ func (g *Gateway) writeError(w http.ResponseWriter, st *reqState, code int, msg 
 	writeError(w, r, g.opts.HideGeneratorHeader, code, msg)
 }
 
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/hello" {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]interface{}{"status": "pass", "apis": len(*g.apis.Load()), "abi": g.opts.Dispatcher.ABIVersion()})
+func (g *Gateway) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if g.opts.MetricsPath != "" && r.URL.Path == g.opts.MetricsPath {
+		g.MetricsHandler().ServeHTTP(rw, r)
 		return
 	}
+	if r.URL.Path == "/hello" {
+		rw.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(rw).Encode(map[string]interface{}{"status": "pass", "apis": len(*g.apis.Load()), "abi": g.opts.Dispatcher.ABIVersion()})
+		return
+	}
+	w := &statusWriter{ResponseWriter: rw}
+	apiID, arrived := "", time.Now()
+	defer func() {
+		if w.code != 0 {
+			g.metrics.request(apiID, w.code, time.Since(arrived))
+		}
+	}()
 	a := g.route(r.URL.Path)
 	if a == nil {
 		writeError(w, r, g.opts.HideGeneratorHeader, http.StatusNotFound, "no API listens on this path")
 		return
 	}
-	st := &reqState{api: a, r: r.Clone(r.Context())}
+	apiID = a.def.APIID
+	st := &reqState{api: a, r: r.Clone(r.Context()), traceID: traceID(r.Header.Get("traceparent"))}
 	st.r.Body = r.Body
 	if a.hasHooks() {
 		st.buffered = true
@@ -204,7 +226,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err != nil {
-			g.log.Log("error", fmt.Sprintf("API %s: reading the request body: %v", a.def.APIID, err))
+			g.logReq(st, "error", "API %s: reading the request body: %v", a.def.APIID, err)
 			g.writeError(w, st, http.StatusInternalServerError, msgMiddlewareError)
 			return
 		}
@@ -243,14 +265,17 @@ func (g *Gateway) dispatch(st *reqState, obj *pb.Object) (ans *pb.Object, err er
 	if g.opts.Trace != nil {
 		sent = proto.Clone(obj).(*pb.Object)
 	}
-	if err = g.opts.Dispatcher.DispatchInto(obj); err == nil {
+	hookType, hookName := obj.HookType.String(), obj.HookName
+	err = g.opts.Dispatcher.DispatchInto(obj)
+	g.metrics.hook(st.api.def.APIID, hookType, hookName, err != nil)
+	if err == nil {
 		ans = obj
 		if g.afterDispatch != nil {
 			g.afterDispatch(ans)
 		}
 	}
 	if g.opts.Trace != nil {
-		g.opts.Trace(HookTrace{APIID: st.api.def.APIID, Sent: sent, Answer: ans, Err: err})
+		g.opts.Trace(HookTrace{APIID: st.api.def.APIID, TraceID: st.traceID, Sent: sent, Answer: ans, Err: err})
 	}
 	return ans, err
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -98,7 +97,7 @@ func (g *Gateway) buildObject(st *reqState, hook pb.HookType, md MiddlewareDefin
 func (g *Gateway) requestHook(w http.ResponseWriter, st *reqState, hook pb.HookType, md MiddlewareDefinition) bool {
 	ans, err := g.dispatch(st, g.buildObject(st, hook, md, nil, nil))
 	if err != nil {
-		g.log.Log("error", fmt.Sprintf("API %s: %s hook %s: dispatch error: %v", st.api.def.APIID, hook, md.Name, err))
+		g.logReq(st, "error", "API %s: %s hook %s: dispatch error: %v", st.api.def.APIID, hook, md.Name, err)
 		g.writeError(w, st, http.StatusInternalServerError, msgMiddlewareError)
 		return false
 	}
@@ -153,7 +152,7 @@ func (g *Gateway) processAnswer(w http.ResponseWriter, st *reqState, hook pb.Hoo
 		err = postProcess(st, req)
 	}
 	if err != nil {
-		g.log.Log("error", fmt.Sprintf("API %s: %s hook %s: failed to post-process the answer: %v", st.api.def.APIID, hook, md.Name, err))
+		g.logReq(st, "error", "API %s: %s hook %s: failed to post-process the answer: %v", st.api.def.APIID, hook, md.Name, err)
 		g.writeError(w, st, http.StatusInternalServerError, msgMiddlewareError)
 		return "", false
 	}
@@ -176,7 +175,7 @@ func (g *Gateway) processAnswer(w http.ResponseWriter, st *reqState, hook pb.Hoo
 	code := int(ro.ResponseCode)
 	if code > 0 && (code < 100 || code > 999) {
 		// net/http cannot write such a status (the gateway's WriteHeader would panic).
-		g.log.Log("error", fmt.Sprintf("API %s: %s hook %s: return_overrides.response_code %d is not an HTTP status", st.api.def.APIID, hook, md.Name, code))
+		g.logReq(st, "error", "API %s: %s hook %s: return_overrides.response_code %d is not an HTTP status", st.api.def.APIID, hook, md.Name, code)
 		g.writeError(w, st, http.StatusInternalServerError, msgMiddlewareError)
 		return "", false
 	}
@@ -227,7 +226,7 @@ func (g *Gateway) authCheck(w http.ResponseWriter, st *reqState) bool {
 	}
 	ans, err := g.dispatch(st, g.buildObject(st, pb.HookType_CustomKeyCheck, md, nil, nil))
 	if err != nil {
-		g.log.Log("error", fmt.Sprintf("API %s: CustomKeyCheck hook %s: dispatch error: %v", a.def.APIID, md.Name, err))
+		g.logReq(st, "error", "API %s: CustomKeyCheck hook %s: dispatch error: %v", a.def.APIID, md.Name, err)
 		g.writeError(w, st, http.StatusForbidden, msgKeyNotAuthorised)
 		return false
 	}
@@ -250,7 +249,7 @@ func (g *Gateway) authCheck(w http.ResponseWriter, st *reqState) bool {
 	s.OrgID = a.def.OrgID
 	s.KeyID = token
 	if err := applyPolicies(s); err != nil {
-		g.log.Log("error", fmt.Sprintf("API %s: CustomKeyCheck hook %s: the session names policies (%v), and this gateway has none", a.def.APIID, md.Name, s.policyIDs()))
+		g.logReq(st, "error", "API %s: CustomKeyCheck hook %s: the session names policies (%v), and this gateway has none", a.def.APIID, md.Name, s.policyIDs())
 		g.authFailed(st)
 		g.writeError(w, st, http.StatusForbidden, http.StatusText(http.StatusForbidden))
 		return false

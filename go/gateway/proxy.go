@@ -142,7 +142,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, st *reqState) {
 
 // upstreamError answers a failed round trip with the gateway's messages (reverse_proxy.go).
 func (g *Gateway) upstreamError(w http.ResponseWriter, st *reqState, err error) {
-	g.log.Log("error", fmt.Sprintf("API %s: http: proxy error: %v", st.api.def.APIID, err))
+	g.logReq(st, "error", "API %s: http: proxy error: %v", st.api.def.APIID, err)
 	e := err.Error()
 	switch {
 	case strings.Contains(e, "timeout awaiting response headers") || strings.Contains(e, "context deadline exceeded"):
@@ -200,7 +200,7 @@ func (g *Gateway) responseHooks(w http.ResponseWriter, st *reqState, res *http.R
 	a := st.api
 	body, err := readLimited(res.Body, g.opts.MaxBodyBytes)
 	if err != nil {
-		g.log.Log("error", fmt.Sprintf("API %s: reading the upstream response for the Response hooks: %v", a.def.APIID, err))
+		g.logReq(st, "error", "API %s: reading the upstream response for the Response hooks: %v", a.def.APIID, err)
 		if errors.Is(err, errTooLarge) {
 			g.writeError(w, st, http.StatusBadGateway, "Upstream response too large for the response hooks")
 		} else {
@@ -232,7 +232,7 @@ func (g *Gateway) responseHooks(w http.ResponseWriter, st *reqState, res *http.R
 			err = fmt.Errorf("status_code %d is not an HTTP status", ret.StatusCode)
 		}
 		if err != nil {
-			g.log.Log("error", fmt.Sprintf("API %s: Response hook %s: %v", a.def.APIID, md.Name, err))
+			g.logReq(st, "error", "API %s: Response hook %s: %v", a.def.APIID, md.Name, err)
 			g.writeError(w, st, http.StatusInternalServerError, msgMiddlewareError)
 			return false
 		}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,10 +38,39 @@ func TestMain(m *testing.M) {
 
 // gatewayProc is a gateway process (this test binary running main) and its log lines.
 type gatewayProc struct {
-	t     *testing.T
-	addr  string
-	cmd   *exec.Cmd
-	lines chan string
+	t      *testing.T
+	addr   string
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	all    []string // every line
+	cursor int      // waitFor looks after this line
+	done   chan struct{}
+}
+
+// count is the number of log lines so far containing sub.
+func (g *gatewayProc) count(sub string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, l := range g.all {
+		if strings.Contains(l, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// matching returns the log lines so far containing sub.
+func (g *gatewayProc) matching(sub string) []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []string
+	for _, l := range g.all {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // startGateway runs the gateway on a free loopback port with args (after -listen) and env,
@@ -51,7 +81,7 @@ func startGateway(t *testing.T, args string, env ...string) *gatewayProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gatewayProc{t: t, addr: ln.Addr().String(), lines: make(chan string, 1000)}
+	g := &gatewayProc{t: t, addr: ln.Addr().String(), done: make(chan struct{})}
 	ln.Close()
 	g.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	g.cmd.Env = append(append(os.Environ(), env...), "RUN_GATEWAY_MAIN=1", "GATEWAY_ARGS=-listen "+g.addr+" "+args)
@@ -61,32 +91,48 @@ func startGateway(t *testing.T, args string, env ...string) *gatewayProc {
 	}
 	go func() {
 		s := bufio.NewScanner(stderr)
+		s.Buffer(make([]byte, 64<<10), 1<<20)
 		for s.Scan() {
-			g.lines <- s.Text()
+			l := s.Text()
+			g.mu.Lock()
+			g.all = append(g.all, l)
+			g.mu.Unlock()
+			if testing.Verbose() && os.Getenv("GATEWAY_LOG") != "" {
+				fmt.Fprintln(os.Stderr, l)
+			}
 		}
-		close(g.lines)
+		close(g.done)
 	}()
 	t.Cleanup(func() { g.cmd.Process.Kill() })
 	g.waitFor("listening on http://" + g.addr)
 	return g
 }
 
-// waitFor waits for a log line containing sub and returns it.
+// waitFor waits for a log line containing sub, after the line the previous waitFor
+// matched, and returns it.
 func (g *gatewayProc) waitFor(sub string) string {
 	g.t.Helper()
-	timeout := time.After(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		select {
-		case l, ok := <-g.lines:
-			if !ok {
-				g.t.Fatalf("the gateway exited before logging %q", sub)
-			}
-			if strings.Contains(l, sub) {
+		g.mu.Lock()
+		for i := g.cursor; i < len(g.all); i++ {
+			if strings.Contains(g.all[i], sub) {
+				g.cursor = i + 1
+				l := g.all[i]
+				g.mu.Unlock()
 				return l
 			}
-		case <-timeout:
+		}
+		g.mu.Unlock()
+		select {
+		case <-g.done:
+			g.t.Fatalf("the gateway exited before logging %q", sub)
+		default:
+		}
+		if time.Now().After(deadline) {
 			g.t.Fatalf("no log line with %q", sub)
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -151,8 +197,7 @@ func TestGatewayProcessReloadsOnSIGHUP(t *testing.T) {
 	g.waitFor("shutting down")
 	done := make(chan error, 1)
 	go func() {
-		for range g.lines {
-		}
+		<-g.done
 		done <- g.cmd.Wait()
 	}()
 	select {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -19,9 +20,12 @@ var ErrNoServer = errors.New("redis-server is not installed (Debian package redi
 // Server is a throwaway redis-server on a free loopback port, without persistence, for
 // tests and the demo.
 type Server struct {
-	Addr string
-	cmd  *exec.Cmd
-	out  bytes.Buffer
+	Addr   string
+	bin    string
+	port   int
+	cmd    *exec.Cmd
+	out    bytes.Buffer
+	exited chan struct{}
 }
 
 // Start starts redis-server on 127.0.0.1 on a free port and waits until it answers
@@ -39,14 +43,8 @@ func Start() (*Server, error) {
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		r := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port)}
-		r.cmd = exec.Command(bin, "--bind", "127.0.0.1", "--port", fmt.Sprint(port), "--save", "", "--appendonly", "no",
-			"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning", "--dir", os.TempDir())
-		r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
-		if err := r.cmd.Start(); err != nil {
-			return nil, err
-		}
-		if lastErr = r.waitReady(5 * time.Second); lastErr == nil {
+		r := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), bin: bin, port: port}
+		if lastErr = r.start(); lastErr == nil {
 			return r, nil
 		}
 		r.Stop()
@@ -54,9 +52,51 @@ func Start() (*Server, error) {
 	return nil, lastErr
 }
 
+func (r *Server) start() error {
+	r.out.Reset()
+	r.cmd = exec.Command(r.bin, "--bind", "127.0.0.1", "--port", fmt.Sprint(r.port), "--save", "", "--appendonly", "no",
+		"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning", "--dir", os.TempDir())
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
+	if err := r.cmd.Start(); err != nil {
+		return err
+	}
+	r.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, exited chan struct{}) { cmd.Wait(); close(exited) }(r.cmd, r.exited)
+	return r.waitReady(5 * time.Second)
+}
+
+// Pid is the running server's process id.
+func (r *Server) Pid() int { return r.cmd.Process.Pid }
+
+// Pause stops the server with SIGSTOP: connections stay open and nothing answers (a hung
+// Redis).
+func (r *Server) Pause() error { return r.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (r *Server) Resume() error { return r.cmd.Process.Signal(syscall.SIGCONT) }
+
+// Kill kills the server and waits until it has exited (its port refuses connections).
+func (r *Server) Kill() {
+	r.cmd.Process.Kill()
+	<-r.exited
+}
+
+// Restart starts a killed server again on the same port (empty: no persistence) and waits
+// until it answers PING. The port can be briefly unavailable, so it retries for a while.
+func (r *Server) Restart() error {
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		if err = r.start(); err == nil {
+			return nil
+		}
+		r.Kill()
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
 func (r *Server) waitReady(limit time.Duration) error {
-	exited := make(chan struct{})
-	go func() { r.cmd.Wait(); close(exited) }()
+	exited := r.exited
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		select {
@@ -76,9 +116,10 @@ func (r *Server) waitReady(limit time.Duration) error {
 	return fmt.Errorf("redis-server on %s did not answer within %v", r.Addr, limit)
 }
 
-// Stop kills the server it started.
+// Stop kills the server it started (a paused one too).
 func (r *Server) Stop() {
 	if r.cmd != nil && r.cmd.Process != nil {
+		r.cmd.Process.Signal(syscall.SIGCONT)
 		r.cmd.Process.Kill()
 	}
 }
