@@ -22,7 +22,7 @@
 //! 4. `<signatureHeader>: Signature keyId="..",algorithm="..",headers="..",signature=".."` is
 //!    set through `set_headers`. HMAC signatures are base64 then URL-query-escaped (Go's
 //!    `url.QueryEscape`) unless `plainSignature`; RSA (`rsa-sha256`, PKCS#1 v1.5 over SHA-256,
-//!    signed with ring: constant-time and blinded) is plain base64 whatever `plainSignature`
+//!    signed with AWS-LC: constant-time and blinded) is plain base64 whatever `plainSignature`
 //!    says.
 //!
 //! Missing or unusable configuration is answered with a 500 through `return_overrides`
@@ -34,9 +34,9 @@ use super::cavage::{self, Algorithm, HmacAlgorithm, KeyedSecret, Line, SigningSt
 use crate::host::LogLevel;
 use crate::proto::HookType;
 use crate::{Blocking, ConfigError, Context, Middleware, MiddlewareError, Setup};
+use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -362,8 +362,8 @@ impl Middleware for UpstreamRequestSigning {
                 }
             }
             (_, Some(key)) => {
-                let mut sig = vec![0u8; key.public().modulus_len()];
-                key.sign(&RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), &msg.to_vec(), &mut sig)
+                let mut sig = vec![0u8; key.public_modulus_len()];
+                key.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), &msg.to_vec(), &mut sig)
                     .map_err(|_| MiddlewareError::new("RSA signing failed"))?;
                 BASE64.encode(sig)
             }
