@@ -134,7 +134,7 @@ void CoProcessFree(void *p);
 const char *CoProcessLastError(void);
 
 /*
- The ABI version this library implements ("coprocess-abi/1"): a static string owned by the
+ The ABI version this library implements (COPROCESS_ABI_VERSION): a static string owned by the
  library. A host refuses a library whose version it does not know.
  */
 const char *CoProcessAbiVersion(void);

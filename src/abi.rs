@@ -282,7 +282,7 @@ macro_rules! export_plugin {
             $crate::abi::last_error()
         }
 
-        /// The ABI version this library implements ("coprocess-abi/1"): a static string owned by the
+        /// The ABI version this library implements (COPROCESS_ABI_VERSION): a static string owned by the
         /// library. A host refuses a library whose version it does not know.
         #[no_mangle]
         pub extern "C" fn CoProcessAbiVersion() -> *const ::std::ffi::c_char {
