@@ -312,7 +312,7 @@ bench-compare: setup
 	  --lib $(LIB) --grpc-bin $(GRPC_BIN) --go-peer $(BENCH_GO)/grpcpeer --go-load $(BENCH_GO)/grpcload \
 	  --grpc-concurrency $(BENCH_GRPC_CONCURRENCY) --grpc-calls $(BENCH_GRPC_CALLS) --grpc-seconds $(BENCH_GRPC_SECONDS) \
 	  $(if $(BASELINE),--baseline-lib $(BASELINE_DIR)/target/release --baseline-ref "$(BASELINE)") \
-	  --command "make bench-compare BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_GRPC_CONCURRENCY=$(BENCH_GRPC_CONCURRENCY) BENCH_GRPC_CALLS=$(BENCH_GRPC_CALLS) BENCH_GRPC_SECONDS=$(BENCH_GRPC_SECONDS)$(if $(BASELINE), BASELINE=$(BASELINE))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
+	  --command "make bench-compare BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_GO_BENCHTIME=$(BENCH_GO_BENCHTIME) BENCH_GO_COUNT=$(BENCH_GO_COUNT) BENCH_GRPC_CONCURRENCY=$(BENCH_GRPC_CONCURRENCY) BENCH_GRPC_CALLS=$(BENCH_GRPC_CALLS) BENCH_GRPC_SECONDS=$(BENCH_GRPC_SECONDS)$(if $(BASELINE), BASELINE=$(BASELINE))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
 	  $(BENCH_ARGS)
 
 # pkg-config file for in-tree builds (cgo: PKG_CONFIG_PATH=$(CURDIR)/build/pkgconfig).

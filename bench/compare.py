@@ -609,9 +609,9 @@ median is about the CPU per call.
 
 %s
 
-- rsa-sha256 `Dispatch` ÷ OpenSSL's RSA-2048 sign, CPU per call: **%s** (goal: at most 2x: %s). %s
+- rsa-sha256 `Dispatch` ÷ OpenSSL's RSA-2048 sign, CPU per call: **%s** (goal: at most 2x: %s).%s
 """ % (os.path.getsize(rsa_obj), "\n".join(rs), fmt_ratio(ratio), goal,
-       ("The baseline %s does not sign it: %s." % (base_name, rsa_status["baseline"][1]))
+       (" The baseline %s does not sign it: %s." % (base_name, rsa_status["baseline"][1]))
        if "baseline" in rsa_status and not rsa_status["baseline"][0] else "")
 
     # ---- gRPC servers
