@@ -14,8 +14,10 @@
 #   make fixtures   regenerate tests/fixtures/objects, the Objects the Go gateway dispatches
 #   make go-bench   Go benchmarks: cgo round trip vs pure Go vs marshal+unmarshal, 1 and 2 CPUs
 #   make c-demo     the C demo host dispatching a few Objects through the library
-#   make bench-compare  Dispatch vs its floors, embedded Python, gRPC and the Go benchmarks: one table
-#                   (bench/results.md); `make bench-smoke` only checks the Python peer's verdicts
+#   make bench-compare  Dispatch vs its floors, embedded Python, the gRPC servers (coprocess-grpc, a
+#                   grpc-go peer, Python) under a grpc-go client at 1/16/64 callers, RSA vs OpenSSL,
+#                   the Go benchmarks: bench/results.md; BASELINE=<git ref> adds that commit's library
+#                   in the same rounds; `make bench-smoke` only checks the Python peer's verdicts
 #   make grpc-test  Go's gRPC client against the gRPC server binary (its Rust tests are in rust-test)
 #   make grpc-bench HMAC-auth dispatch in-process vs through the gRPC server (unix socket, TCP)
 #   make install    PREFIX=/usr/local: library, header and coprocess.pc
@@ -41,7 +43,7 @@ setup:
 
 .PHONY: setup all build check test audit fmt-check check-imports clippy unit-test rust-test header check-header check-symbols ctest valgrind asan examples doc stress fuzz \
 	demo c-demo install pc clean go-build go-test go-bench go-pb gateway-demo fixtures \
-	bench-compare bench-smoke bench-driver bench-py \
+	bench-compare bench-smoke bench-driver bench-py bench-go bench-baseline \
 	grpc-build grpc-test grpc-bench
 
 all: build
@@ -247,15 +249,31 @@ go-pb:
 
 # ---- make bench-compare: the library's Dispatch next to its floors and peers, one run,
 # one table. Python peers run from a virtualenv under build/ (bench/requirements.txt, pinned);
-# the native driver is its own cargo workspace (bench/driver). Not part of `make test`.
+# the native driver is its own cargo workspace (bench/driver); the Go peer (go/cmd/grpcpeer)
+# and the grpc-go load client (go/cmd/grpcload) are built into build/bench/go. Not part of
+# `make test`.
+#   BASELINE=<git ref>       also measure that commit's libcoprocess.so in the same rounds (built in
+#                            a git worktree under build/bench/baseline, its own target dir)
+#   BENCH_ROUNDS             rounds (7)
+#   BENCH_GRPC_CONCURRENCY   callers on the one gRPC connection, one point each (1,16,64)
+#   BENCH_GRPC_CALLS         timed calls per server, point and round (50000)
+#   BENCH_GRPC_SECONDS       a point's timed phase stops after this long (3)
+#   BENCH_ARGS               more bench/compare.py options (--no-go, --no-rsa, --no-grpc-servers, ...)
 PYTHON ?= python3
 BENCH := $(BUILD)/bench
 BENCH_VENV := $(BENCH)/venv
 BENCH_PY := $(BENCH_VENV)/bin/python
 BENCH_DRIVER := $(BENCH)/target/release/coprocess-bench-driver
+BENCH_GO := $(CURDIR)/$(BENCH)/go
 BENCH_ROUNDS ?= 7
 BENCH_GO_BENCHTIME ?= 1s
 BENCH_GO_COUNT ?= 3
+BENCH_GRPC_CONCURRENCY ?= 1,16,64
+BENCH_GRPC_CALLS ?= 50000
+BENCH_GRPC_SECONDS ?= 3
+BENCH_ARGS ?=
+BASELINE ?=
+BASELINE_DIR := $(CURDIR)/$(BENCH)/baseline
 
 $(BENCH_VENV)/.installed: bench/requirements.txt bench/setup-venv.sh
 	PYTHON=$(PYTHON) bash bench/setup-venv.sh $(BENCH_VENV)
@@ -274,14 +292,29 @@ bench-driver: build
 	CARGO_TARGET_DIR=$(CURDIR)/$(BENCH)/target COPROCESS_LIBDIR=$(LIBDIR) \
 	  $(CARGO) build --release --locked --manifest-path bench/driver/Cargo.toml
 
+# The Go gRPC peer and the grpc-go load client (pure Go: no cgo, no library).
+bench-go:
+	cd go && $(GOENV) CGO_ENABLED=0 $(GO) build -o $(BENCH_GO)/ ./cmd/grpcpeer ./cmd/grpcload
+
+# BASELINE's libcoprocess.so: a detached git worktree at $(BASELINE_DIR)/src, built with plain
+# `cargo build --release --locked` at its root into $(BASELINE_DIR)/target.
+bench-baseline:
+	@test -n "$(BASELINE)" || { echo "bench-baseline: give BASELINE=<git ref>"; exit 1; }
+	CARGO="$(CARGO)" bash bench/build-baseline.sh "$(BASELINE)" $(BASELINE_DIR)
+
 bench-smoke: bench-driver bench-py
 	PYTHONPATH=$(BENCH)/py $(BENCH_PY) bench/objects.py $(BENCH)/objects
-	PYTHONPATH=$(BENCH)/py $(BENCH_PY) bench/smoke.py $(BENCH_DRIVER) $(BENCH)/objects
+	PYTHONPATH=$(BENCH)/py PYTHONDONTWRITEBYTECODE=1 $(BENCH_PY) bench/smoke.py $(BENCH_DRIVER) $(BENCH)/objects
 
 bench-compare: setup
-	$(MAKE) pc bench-driver bench-py
+	$(MAKE) pc bench-driver bench-py bench-go grpc-build $(if $(BASELINE),bench-baseline)
 	$(GOENV) $(BENCH_PY) bench/compare.py --driver $(BENCH_DRIVER) --gen $(BENCH)/py --objects $(BENCH)/objects \
-	  --out bench/results.md --rounds $(BENCH_ROUNDS) --go-benchtime $(BENCH_GO_BENCHTIME) --go-count $(BENCH_GO_COUNT)
+	  --out bench/results.md --rounds $(BENCH_ROUNDS) --go-benchtime $(BENCH_GO_BENCHTIME) --go-count $(BENCH_GO_COUNT) \
+	  --lib $(LIB) --grpc-bin $(GRPC_BIN) --go-peer $(BENCH_GO)/grpcpeer --go-load $(BENCH_GO)/grpcload \
+	  --grpc-concurrency $(BENCH_GRPC_CONCURRENCY) --grpc-calls $(BENCH_GRPC_CALLS) --grpc-seconds $(BENCH_GRPC_SECONDS) \
+	  $(if $(BASELINE),--baseline-lib $(BASELINE_DIR)/target/release --baseline-ref "$(BASELINE)") \
+	  --command "make bench-compare BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_GO_BENCHTIME=$(BENCH_GO_BENCHTIME) BENCH_GO_COUNT=$(BENCH_GO_COUNT) BENCH_GRPC_CONCURRENCY=$(BENCH_GRPC_CONCURRENCY) BENCH_GRPC_CALLS=$(BENCH_GRPC_CALLS) BENCH_GRPC_SECONDS=$(BENCH_GRPC_SECONDS)$(if $(BASELINE), BASELINE=$(BASELINE))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
+	  $(BENCH_ARGS)
 
 # pkg-config file for in-tree builds (cgo: PKG_CONFIG_PATH=$(CURDIR)/build/pkgconfig).
 pc: build

@@ -7,12 +7,18 @@ HMACSignatureAuth section with a session template), signed with hmac-sha512 over
 the reference vector (key `c2VjcmV0`; the skew check is off so the fixed Date stays valid).
 The other Objects are the same request with one thing changed, for the verdict smoke check.
 
-    python bench/objects.py OUTDIR     # writes OUTDIR/<name>.bin for every Object
+`rsa` is a Post-hook Object for UpstreamRequestSigning with rsa-sha256: a POST with a few
+headers, a session and metadata as the gateway sends after authentication, and a `config_data`
+holding the section with the 2048-bit test key (tests/data/test_rsa2048_pkcs8.pem) inline; the
+library signs the default header list and answers the `Authorization` header in `set_headers`.
+
+    python bench/objects.py OUTDIR     # writes OUTDIR/<name>.bin for every Object, and rsa.bin
 """
 
 import base64
 import hashlib
 import hmac
+import json
 import os
 import sys
 from urllib.parse import quote
@@ -28,6 +34,10 @@ CONFIG_DATA = (
     '"session":{"rate":1000,"per":60,"quota_max":-1,"tags":["hmac"],"access_rights":{"' + API_ID + '":{"api_id":"'
     + API_ID + '","versions":["Default"]}}}}}'
 )
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RSA_KEY = os.path.join(ROOT, "tests", "data", "test_rsa2048_pkcs8.pem")  # test-only key
+RSA_PUB = os.path.join(ROOT, "tests", "data", "test_rsa2048_pub.pem")
+RSA_KEY_ID = "bench-rsa"
 HASHES = {"hmac-sha256": hashlib.sha256, "hmac-sha512": hashlib.sha512, "hmac-sha1": hashlib.sha1}
 
 
@@ -74,6 +84,36 @@ def make(auth):
     return obj.SerializeToString(deterministic=True)
 
 
+def make_rsa():
+    """The UpstreamRequestSigning rsa-sha256 Post-hook Object."""
+    section = {"algorithm": "rsa-sha256", "keyId": RSA_KEY_ID, "privateKey": open(RSA_KEY).read()}
+    obj = pb.Object(hook_type=pb.Post, hook_name="UpstreamRequestSigning")
+    r = obj.request
+    for k, v in [
+        ("Accept", "application/json"),
+        ("Content-Type", "application/json"),
+        ("Content-Length", "36"),
+        ("Date", DATE),
+        ("User-Agent", "orders-client/2.4 (+https://app.example.com)"),
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Request-Id", "7f9c2ba4-e88f-4a2b-b8d6-0c5d1c6e2f10"),
+    ]:
+        r.headers[k] = v
+    r.method = "POST"
+    r.url = r.request_uri = "/v1/orders/12345/items?expand=product"
+    r.scheme = "https"
+    r.body = '{"product_id":"p-778","quantity":2}'
+    r.return_overrides.response_code = -1
+    obj.session.rate = 1000
+    obj.session.per = 60
+    obj.session.org_id = "5e9d9544a1dcd60001d0ed20"
+    obj.metadata["token"] = KEY_ID
+    obj.spec["APIID"] = API_ID
+    obj.spec["OrgID"] = "5e9d9544a1dcd60001d0ed20"
+    obj.spec["config_data"] = json.dumps({"UpstreamRequestSigning": section})
+    return obj.SerializeToString(deterministic=True)
+
+
 def objects():
     """name -> (serialised Object, expected verdict)."""
     good = sign("date: " + DATE)
@@ -100,6 +140,9 @@ def main():
     for name, (data, _) in objects().items():
         with open(os.path.join(out, name + ".bin"), "wb") as f:
             f.write(data)
+    # not an HMACSignatureAuth Object: timed on its own, checked by bench/compare.py
+    with open(os.path.join(out, "rsa.bin"), "wb") as f:
+        f.write(make_rsa())
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
-"""Verdict smoke check: the Python peer (in-process, and through the gRPC server when one is
-given) and the library (Dispatch through the C ABI, via the native driver) must give the same
+"""Verdict smoke check: the Python peer (in-process, and through gRPC servers when given) and
+the library (Dispatch through the C ABI, via the native driver) must give the same
 verdict, the expected one, for the same Objects: the benchmark Object (authenticated), a
 wrong signature (401), a malformed Authorization header (400), and four more (hmac-sha256
 over `(request-target) date`, an unknown keyId, a disallowed algorithm, a signed header the
 request lacks). Beyond the verdict, the decoded answers must be equal Objects once
 `session.last_updated` (now, in unix seconds: checked to be within a minute) is set aside.
 
-    python bench/smoke.py DRIVER OBJECTS_DIR [--grpc TARGET]
-exits 1 on any disagreement."""
+    python bench/smoke.py DRIVER OBJECTS_DIR [--grpc [LABEL=]TARGET ...]
+exits 1 on any disagreement. `bench/compare.py` runs it with every gRPC server it measures
+(the Python grpcio peer, coprocess-grpc, the Go peer): each must answer as the library does."""
 
 import argparse
 import os
@@ -45,14 +46,27 @@ def normalised(data):
     return obj, verdict(obj)
 
 
-def check(driver, objects_dir, grpc_target=None):
-    """Rows of (name, expected, library, python[, grpc]) and whether all agree."""
+def check(driver, objects_dir, grpc_targets=None):
+    """Rows of (name, expected, library, python, <one per gRPC target>, answers) and whether all
+    agree. grpc_targets: a target, or {label: target} (in column order)."""
     py = hmac_plugin.Dispatcher()
-    call = None
-    if grpc_target:
+    if isinstance(grpc_targets, str):
+        grpc_targets = {"grpc": grpc_targets}
+    calls, channels = {}, []
+    if grpc_targets:
         import grpc
-        channel = grpc.insecure_channel(grpc_target)
-        call = channel.unary_unary("/coprocess.Dispatcher/Dispatch")
+        for label, target in grpc_targets.items():
+            channel = grpc.insecure_channel(target)
+            channels.append(channel)
+            calls[label] = channel.unary_unary("/coprocess.Dispatcher/Dispatch")
+    try:
+        return _check(driver, objects_dir, py, calls)
+    finally:
+        for c in channels:
+            c.close()
+
+
+def _check(driver, objects_dir, py, calls):
     rows, ok = [], True
     with tempfile.TemporaryDirectory() as tmp:
         for name, (_, expected) in objects.objects().items():
@@ -64,10 +78,12 @@ def check(driver, objects_dir, grpc_target=None):
             py_obj, py_v = normalised(py.dispatch(data))
             row = [name, expected, lib_v, py_v]
             same = lib_v == py_v == expected and lib_obj == py_obj
-            if call is not None:
+            for label, call in calls.items():
                 g_obj, g_v = normalised(call(data, timeout=10))
                 row.append(g_v)
                 same = same and g_v == expected and g_obj == lib_obj
+                if g_obj != lib_obj:
+                    print("smoke: %s: the library's and %s's answers differ:\n%s\n---\n%s" % (name, label, lib_obj, g_obj))
             if lib_obj != py_obj:
                 print("smoke: %s: the library's and the Python peer's answers differ:\n%s\n---\n%s" % (name, lib_obj, py_obj))
             row.append("ok" if same else "MISMATCH")
@@ -80,10 +96,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("driver")
     ap.add_argument("objects_dir")
-    ap.add_argument("--grpc")
+    ap.add_argument("--grpc", action="append", default=[], help="[LABEL=]TARGET, repeatable")
     args = ap.parse_args()
-    rows, ok = check(args.driver, args.objects_dir, args.grpc)
-    heads = ["Object", "expected", "library", "python"] + (["grpc"] if args.grpc else []) + ["answers"]
+    targets = {}
+    for i, g in enumerate(args.grpc):
+        label, _, target = g.partition("=") if "=" in g else ("", "", g)
+        targets[label or "grpc%d" % (i + 1)] = target
+    rows, ok = check(args.driver, args.objects_dir, targets)
+    heads = ["Object", "expected", "library", "python"] + list(targets) + ["answers"]
     for r in [heads] + rows:
         print("  ".join(str(c).ljust(22) for c in r))
     print("verdict smoke check: %d passed, %d failed" % (sum(r[-1] == "ok" for r in rows), sum(r[-1] != "ok" for r in rows)))

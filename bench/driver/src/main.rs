@@ -5,6 +5,9 @@
 //! ```text
 //! driver answer IN OUT
 //!     Dispatch IN once and write the answer to OUT (the verdict smoke check decodes it).
+//! driver lib
+//!     Print the path of the libcoprocess.so this process loaded (the RUNPATH's, or the one
+//!     LD_LIBRARY_PATH names: how bench-compare runs the same driver against a baseline).
 //! driver bench OBJECT [--peers dispatch,floor-copy,hmac-sha512,timer] [--threads 1,2]
 //!                     [--seconds 0.4] [--rounds 1] [--warmup-ms 100]
 //!     For each round, peer and thread count: every thread calls the peer in a loop for
@@ -12,7 +15,7 @@
 //!     median and p99 of the per-call latencies of all threads, the call count, and the
 //!     throughput (calls of all threads / wall time), and the CPU time the threads got
 //!     (CLOCK_THREAD_CPUTIME_ID) next to the wall time: on a shared machine that tells how
-//!     much of the 2 cores the 2 threads actually had.
+//!     much of the 2 cores the 2 threads actually had; and the path of the library loaded.
 //! ```
 //!
 //! Peers:
@@ -44,6 +47,33 @@ extern "C" {
     fn FloorCopy(object: *mut CoProcessMessage, new_object: *mut CoProcessMessage) -> c_int;
     fn free(p: *mut c_void);
     fn clock_gettime(clock: c_int, ts: *mut Timespec) -> c_int;
+    fn dladdr(addr: *const c_void, info: *mut DlInfo) -> c_int;
+}
+
+/// glibc's `Dl_info`.
+#[repr(C)]
+struct DlInfo {
+    dli_fname: *const c_char,
+    dli_fbase: *mut c_void,
+    dli_sname: *const c_char,
+    dli_saddr: *mut c_void,
+}
+
+/// The file the dynamic linker loaded `Dispatch` from.
+fn library_path() -> String {
+    let mut info = DlInfo {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    // SAFETY: Dispatch is a function of a loaded object; info is a valid out-pointer.
+    let rc = unsafe { dladdr(Dispatch as *const c_void, &mut info) };
+    if rc == 0 || info.dli_fname.is_null() {
+        die("dladdr(Dispatch) failed");
+    }
+    let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
+    std::fs::canonicalize(&path).map_or(path, |p| p.display().to_string())
 }
 
 #[repr(C)]
@@ -230,6 +260,7 @@ fn bench(args: &[String]) {
     if call(FloorCopy, &input) != Ok(input.len()) {
         die("FloorCopy failed");
     }
+    let lib = library_path();
     for round in 0..rounds {
         for &peer in &peers {
             for &t in &threads {
@@ -259,7 +290,7 @@ fn bench(args: &[String]) {
                 all.sort_unstable();
                 let wall = (end - start).as_secs_f64();
                 println!(
-                    "{{\"peer\":\"{}\",\"threads\":{},\"round\":{},\"calls\":{},\"median_ns\":{},\"p99_ns\":{},\"throughput\":{:.1},\"cpu_s\":{:.4},\"wall_s\":{:.4},\"bytes\":{}}}",
+                    "{{\"peer\":\"{}\",\"threads\":{},\"round\":{},\"calls\":{},\"median_ns\":{},\"p99_ns\":{},\"throughput\":{:.1},\"cpu_s\":{:.4},\"wall_s\":{:.4},\"bytes\":{},\"lib\":{:?}}}",
                     peer.name(),
                     t,
                     round,
@@ -269,7 +300,8 @@ fn bench(args: &[String]) {
                     all.len() as f64 / wall,
                     cpu_s,
                     wall,
-                    input.len()
+                    input.len(),
+                    lib
                 );
             }
         }
@@ -297,6 +329,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
         Some("answer") => answer(&args[1..]),
-        _ => die("usage: driver bench OBJECT [options] | driver answer IN OUT"),
+        Some("lib") => println!("{}", library_path()),
+        _ => die("usage: driver bench OBJECT [options] | driver answer IN OUT | driver lib"),
     }
 }
