@@ -196,6 +196,7 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
             max_send: opts.grpc_send_max_size,
             read_timeout: Duration::from_millis(opts.request_read_timeout_ms),
             store_blocks,
+            store_timeout: Duration::from_millis(opts.redis_timeout_ms),
             log_interval,
         },
         logger.clone(),

@@ -71,6 +71,8 @@ pub struct ServiceSettings {
     pub read_timeout: Duration,
     /// Whether the store can block (Redis): store-using dispatches then go to the pool.
     pub store_blocks: bool,
+    /// A pool dispatch's store operations end by its arrival plus this (the Redis timeout).
+    pub store_timeout: Duration,
     /// Interval of the rate-limited overload log line.
     pub log_interval: Duration,
 }
@@ -175,7 +177,9 @@ impl DispatchService {
             self.runtime.dispatch(&input)
         } else {
             let runtime = self.runtime.clone();
-            self.on_pool("Dispatch", move || runtime.dispatch(&input)).await?
+            let deadline = std::time::Instant::now() + self.settings.store_timeout;
+            self.on_pool("Dispatch", move || crate::store::with_call_deadline(deadline, || runtime.dispatch(&input)))
+                .await?
         };
         match result {
             Ok(answer) if answer.len() > self.settings.max_send => Err(Status::resource_exhausted(format!(
@@ -193,7 +197,9 @@ impl DispatchService {
         let event = coprocess::proto::Event::decode(message)
             .map_err(|e| Status::invalid_argument(format!("not a coprocess.Event: {e}")))?;
         let runtime = self.runtime.clone();
-        match self.on_pool("DispatchEvent", move || runtime.dispatch_event(event.payload.as_bytes())).await? {
+        let deadline = std::time::Instant::now() + self.settings.store_timeout;
+        let run = move || crate::store::with_call_deadline(deadline, || runtime.dispatch_event(event.payload.as_bytes()));
+        match self.on_pool("DispatchEvent", run).await? {
             Ok(()) => Ok(()),
             Err(e) => Err(self.failed("DispatchEvent", &e)),
         }

@@ -3,7 +3,10 @@
 //!
 //! A Redis operation has one deadline, `--redis-timeout-ms`, for all of it: taking a pooled
 //! connection or opening a new one (TCP connect and the connection's setup commands), writing
-//! the command and reading the reply. A pooled connection that turns out broken (Redis
+//! the command and reading the reply. A dispatch on the blocking pool also carries a call
+//! deadline (its arrival plus the Redis timeout, see [`with_call_deadline`]): an operation
+//! never runs past it, so time spent waiting in the pool's queue counts against the same
+//! timeout and a queued call cannot add a whole timeout of its own. A pooled connection that turns out broken (Redis
 //! restarted) is replaced once within the same deadline; one that timed out is dropped and
 //! the operation fails. A circuit breaker stops a Redis outage from costing every call the
 //! whole timeout: after `--redis-breaker-failures` consecutive failed operations it opens and
@@ -16,7 +19,24 @@ use crate::log::{Logger, RateLimited};
 use coprocess::{LogLevel, MemoryStore};
 use parking_lot::Mutex;
 use serde_json::Value;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
+
+thread_local! {
+    static CALL_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Run `f` (a dispatch) with store operations on this thread bounded by `deadline`.
+pub fn with_call_deadline<T>(deadline: Instant, f: impl FnOnce() -> T) -> T {
+    struct Reset(Option<Instant>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CALL_DEADLINE.with(|d| d.set(self.0));
+        }
+    }
+    let _reset = Reset(CALL_DEADLINE.with(|d| d.replace(Some(deadline))));
+    f()
+}
 
 /// The key-value store behind the host's store callbacks.
 pub enum Store {
@@ -39,6 +59,8 @@ impl Store {
 pub enum StoreFailure {
     /// The breaker is open: Redis was not asked.
     BreakerOpen,
+    /// The call's deadline had passed before the operation started: Redis was not asked.
+    DeadlinePassed,
     /// Redis failed, timed out or could not be reached.
     Redis(redis::RedisError),
 }
@@ -47,6 +69,7 @@ impl std::fmt::Display for StoreFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreFailure::BreakerOpen => f.write_str("circuit breaker open: failing fast while Redis is unavailable"),
+            StoreFailure::DeadlinePassed => f.write_str("the call waited past the Redis timeout before this operation"),
             StoreFailure::Redis(e) => write!(f, "{e}"),
         }
     }
@@ -66,6 +89,7 @@ pub struct RedisSettings {
     /// Idle connections kept for reuse.
     pub max_idle: usize,
 }
+
 
 impl Default for RedisSettings {
     fn default() -> Self {
@@ -274,6 +298,15 @@ impl RedisStore {
         op: &'static str,
         f: &mut dyn FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreFailure> {
+        let now = Instant::now();
+        let mut deadline = now + self.settings.timeout;
+        if let Some(call) = CALL_DEADLINE.with(Cell::get) {
+            if call <= now {
+                self.failed(op, &StoreFailure::DeadlinePassed);
+                return Err(StoreFailure::DeadlinePassed);
+            }
+            deadline = deadline.min(call);
+        }
         let probe = match self.breaker.admit() {
             Admit::Refuse => {
                 self.failed(op, &StoreFailure::BreakerOpen);
@@ -282,7 +315,7 @@ impl RedisStore {
             Admit::Probe => true,
             Admit::Go => false,
         };
-        let result = self.attempt(Instant::now() + self.settings.timeout, f);
+        let result = self.attempt(deadline, f);
         // A reply that is a Redis error (not a connection problem) shows Redis is up.
         let up = match &result {
             Ok(_) => true,
@@ -398,6 +431,19 @@ mod tests {
         assert!(matches!(b.admit(), Admit::Probe));
         assert_eq!(b.record(true, true), Some(false), "a good probe closes it");
         assert!(matches!(b.admit(), Admit::Go));
+    }
+
+    #[test]
+    fn call_deadlines_nest_and_reset() {
+        let get = || CALL_DEADLINE.with(Cell::get);
+        assert_eq!(get(), None);
+        let (a, b) = (Instant::now() + Duration::from_secs(5), Instant::now() + Duration::from_secs(1));
+        with_call_deadline(a, || {
+            assert_eq!(get(), Some(a));
+            with_call_deadline(b, || assert_eq!(get(), Some(b)));
+            assert_eq!(get(), Some(a));
+        });
+        assert_eq!(get(), None);
     }
 
     #[test]
