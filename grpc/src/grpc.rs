@@ -50,12 +50,23 @@ pub fn content_type(headers: &HeaderMap) -> ContentType {
     }
 }
 
+/// Answers up to this size are handed to h2 in DATA frames of at most [`SMALL_FRAME`]
+/// bytes. h2 copies frames smaller than its chain threshold into its write buffer and keeps
+/// encoding, so the headers, the message and the trailers leave in one write; a larger frame
+/// is written from its own buffer and the connection flushes it before encoding the trailers,
+/// which costs a second write (and the peer a second wakeup) per call.
+pub const SMALL_ANSWER: usize = 16 << 10;
+
+/// The DATA frame size for small answers: below h2's chain threshold for connections without
+/// vectored writes (1024 bytes; the server's connections report none, see src/server.rs).
+pub const SMALL_FRAME: usize = 1023;
+
 /// The response body: one message and trailers in memory, or a streaming body (the health
 /// service's `Watch`).
 pub enum ResponseBody {
     /// Frames still to send.
     Unary {
-        /// The length-prefixed message.
+        /// The length-prefixed message (what is left of it).
         data: Option<Bytes>,
         /// `grpc-status: 0`.
         trailers: Option<HeaderMap>,
@@ -71,8 +82,16 @@ impl Body for ResponseBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ResponseBody::Unary { data, trailers } => {
-                if let Some(d) = data.take() {
-                    Poll::Ready(Some(Ok(Frame::data(d))))
+                if let Some(d) = data {
+                    let chunk = if d.len() <= SMALL_ANSWER && d.len() > SMALL_FRAME {
+                        d.split_to(SMALL_FRAME)
+                    } else {
+                        std::mem::take(d)
+                    };
+                    if d.is_empty() {
+                        *data = None;
+                    }
+                    Poll::Ready(Some(Ok(Frame::data(chunk))))
                 } else if let Some(t) = trailers.take() {
                     Poll::Ready(Some(Ok(Frame::trailers(t))))
                 } else {
@@ -300,6 +319,33 @@ mod tests {
         drop(held);
         assert_eq!(read(vec![&frame(&[2; 50])], 100, &b).await.unwrap().len(), 50);
         assert_eq!(b.available(), 100);
+    }
+
+    #[tokio::test]
+    async fn small_answers_leave_in_small_frames_large_ones_whole() {
+        for (len, most_frames) in [(0usize, 1usize), (1018, 1), (1019, 2), (5000, 5), (SMALL_ANSWER - 5, 17), (40_000, 1)] {
+            let message: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut body = answer(&message).into_body();
+            let mut data = Vec::new();
+            let mut frames = 0;
+            let mut trailers = None;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.unwrap();
+                match frame.into_data() {
+                    Ok(d) => {
+                        frames += 1;
+                        assert!(len + 5 > SMALL_ANSWER || d.len() <= SMALL_FRAME, "{len}: a frame of {}", d.len());
+                        data.extend_from_slice(&d);
+                    }
+                    Err(f) => trailers = f.into_trailers().ok(),
+                }
+            }
+            assert!(body.is_end_stream());
+            assert_eq!(&data[5..], &message[..], "{len}");
+            assert_eq!(u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize, len);
+            assert!(frames <= most_frames, "{len}: {frames} frames");
+            assert_eq!(trailers.unwrap().get("grpc-status").unwrap(), "0");
+        }
     }
 
     #[test]

@@ -28,7 +28,11 @@ fn main() -> ExitCode {
     // The async workers serve connections and run the dispatches that cannot wait; the ones
     // that can run on the server's own blocking pool. tokio's blocking threads only load the
     // configuration, reload and connect to Redis at startup.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if opts.worker_threads > 0 {
+        builder.worker_threads(opts.worker_threads);
+    }
+    let runtime = builder
         .enable_all()
         .max_blocking_threads(4)
         .thread_keep_alive(Duration::from_secs(10))

@@ -14,6 +14,7 @@
 //! | `idle_timeout_ms` | 300000 | a connection with no call for this long is closed (GOAWAY) |
 //! | `keepalive_interval_ms` / `keepalive_timeout_ms` | 60000 / 20000 | HTTP/2 PING of a quiet connection, closed without a PONG |
 //! | `request_memory_bytes` | 64 MiB | bytes of request messages held at once, all calls together |
+//! | `worker_threads` | 0: one per CPU | async workers: connections and the dispatches that cannot wait |
 //! | `blocking_threads` / `blocking_queue` | 32 / 256 | threads for dispatches that wait on Redis or the network, calls waiting for one |
 //! | `redis_timeout_ms` | 2000 | one whole Redis operation, connection setup included |
 //! | `redis_breaker_failures` / `redis_breaker_backoff_ms` | 5 / 2000 | consecutive failures that open the breaker, time it stays open |
@@ -57,6 +58,8 @@ pub struct Options {
     pub event_timeout_ms: u64,
     /// Minimum level written to stderr.
     pub log_level: LogLevel,
+    /// Async worker threads (connections, and the dispatches that cannot wait); 0: one per CPU.
+    pub worker_threads: usize,
     /// Threads running the dispatches that may wait on Redis or the network; the others run
     /// on the async workers.
     pub blocking_threads: usize,
@@ -107,6 +110,7 @@ impl Default for Options {
             event_sink: "log".into(),
             event_timeout_ms: 5000,
             log_level: LogLevel::Info,
+            worker_threads: 0,
             blocking_threads: 32,
             blocking_queue: 256,
             shutdown_timeout_ms: 10_000,
@@ -161,6 +165,7 @@ Limits (see docs/grpc-limits.md):
   --keepalive-timeout-ms MS  close a connection whose PING is unanswered (default 20000)
   --request-memory-bytes B   request bytes held by all calls at once; past it RESOURCE_EXHAUSTED
                              (default 67108864, at least --grpc-recv-max-size)
+  --worker-threads N         async worker threads, 0: one per CPU (default 0)
   --blocking-threads N       threads for dispatches that wait on Redis or the network (default 32)
   --blocking-queue N         calls waiting for such a thread; past it UNAVAILABLE (default 256)
   --shutdown-timeout-ms MS   grace for running calls after SIGTERM (default 10000)
@@ -243,6 +248,7 @@ fn apply(o: &mut Options, name: &str, value: String) -> Result<(), String> {
             o.log_level = serde_json::from_value(serde_json::Value::String(value.clone()))
                 .map_err(|_| format!("--log-level must be debug, info, warning or error, not {value:?}"))?
         }
+        "worker-threads" => o.worker_threads = number(name, &value)?,
         "blocking-threads" => o.blocking_threads = number(name, &value)?,
         "blocking-queue" => o.blocking_queue = number(name, &value)?,
         "shutdown-timeout-ms" => o.shutdown_timeout_ms = number(name, &value)?,
@@ -384,7 +390,7 @@ mod tests {
     #[test]
     fn help_and_flags_name_every_option() {
         let names = field_names();
-        assert!(names.len() >= 27, "{names:?}");
+        assert!(names.len() >= 28, "{names:?}");
         for name in names {
             let flag = name.replace('_', "-");
             assert!(USAGE.contains(&format!("--{flag} ")), "--help does not list --{flag}");

@@ -448,8 +448,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
+    /// No: h2 then copies DATA frames under 1024 bytes into its buffer (instead of under 256
+    /// with vectored writes), so a small answer's frames leave in one write (see
+    /// [`crate::grpc::SMALL_ANSWER`]). Large frames are written from their own buffers either way.
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        false
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
