@@ -101,7 +101,9 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("server CPU per call (median of {rounds} rounds, {calls} calls each, HMAC-auth Object, one TCP connection)");
+    println!(
+        "server CPU per call (median of {rounds} rounds, {calls} calls each, HMAC-auth Object, one TCP connection)"
+    );
     let mut medians = vec![vec![0.0; CONCURRENCY.len()]; builds.len()];
     for (b, (label, bin)) in builds.iter().enumerate() {
         for (i, &c) in CONCURRENCY.iter().enumerate() {

@@ -260,7 +260,9 @@ mod tests {
     use super::*;
     use http_body_util::StreamBody;
 
-    fn body(chunks: Vec<&[u8]>) -> StreamBody<tokio_stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, String>>>> {
+    type Frames = tokio_stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, String>>>;
+
+    fn body(chunks: Vec<&[u8]>) -> StreamBody<Frames> {
         let frames: Vec<Result<Frame<Bytes>, String>> =
             chunks.into_iter().map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
         StreamBody::new(tokio_stream::iter(frames))
@@ -323,7 +325,9 @@ mod tests {
 
     #[tokio::test]
     async fn small_answers_leave_in_small_frames_large_ones_whole() {
-        for (len, most_frames) in [(0usize, 1usize), (1018, 1), (1019, 2), (5000, 5), (SMALL_ANSWER - 5, 17), (40_000, 1)] {
+        for (len, most_frames) in
+            [(0usize, 1usize), (1018, 1), (1019, 2), (5000, 5), (SMALL_ANSWER - 5, 17), (40_000, 1)]
+        {
             let message: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let mut body = answer(&message).into_body();
             let mut data = Vec::new();

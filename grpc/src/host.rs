@@ -228,11 +228,8 @@ mod tests {
 
     #[test]
     fn memory_store_host_contract() {
-        let host = ServerHost::new(
-            Logger::new(LogLevel::Error),
-            EventSink::Log,
-            Store::Memory(coprocess::MemoryStore::new()),
-        );
+        let host =
+            ServerHost::new(Logger::new(LogLevel::Error), EventSink::Log, Store::Memory(coprocess::MemoryStore::new()));
         let store = coprocess::Store::new(&host);
         store.set("k", "v", 0);
         store.set("empty", "", 0);

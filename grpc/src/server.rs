@@ -99,8 +99,7 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::pem::PemObject as _;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let cert_pem =
-        std::fs::read(cert).map_err(|e| format!("cannot read TLS certificate {}: {e}", cert.display()))?;
+    let cert_pem = std::fs::read(cert).map_err(|e| format!("cannot read TLS certificate {}: {e}", cert.display()))?;
     let key_pem = std::fs::read(key).map_err(|e| format!("cannot read TLS key {}: {e}", key.display()))?;
     let certs = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
@@ -163,7 +162,7 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
             let store = tokio::task::spawn_blocking(move || RedisStore::connect(&url, &prefix, settings, l))
                 .await
                 .map_err(|e| format!("Redis connect task failed: {e}"))??;
-            Store::Redis(store)
+            Store::Redis(Box::new(store))
         }
         None => Store::Memory(MemoryStore::new()),
     };
@@ -234,7 +233,9 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
     http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(opts.max_concurrent_streams)
-        .keep_alive_interval((opts.keepalive_interval_ms > 0).then(|| Duration::from_millis(opts.keepalive_interval_ms)))
+        .keep_alive_interval(
+            (opts.keepalive_interval_ms > 0).then(|| Duration::from_millis(opts.keepalive_interval_ms)),
+        )
         .keep_alive_timeout(Duration::from_millis(opts.keepalive_timeout_ms))
         .auto_date_header(false);
     let (shutdown, stop) = watch::channel(false);
@@ -340,7 +341,10 @@ impl Accept for UnixListener {
 
 /// Errors of one pending connection (it went away before accept): accept the next at once.
 fn per_connection(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ECONNABORTED) | Some(libc::ECONNRESET) | Some(libc::EPROTO) | Some(libc::EPERM))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED) | Some(libc::ECONNRESET) | Some(libc::EPROTO) | Some(libc::EPERM)
+    )
 }
 
 async fn accept_loop<L: Accept>(listener: L, shared: Arc<Shared>) {
@@ -552,7 +556,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
 const FLUSH_GRACE: Duration = Duration::from_millis(20);
 
 async fn serve_http2<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: T, shared: &Arc<Shared>) {
-    let state = Arc::new(ConnState { active: AtomicUsize::new(0), last_active_ms: AtomicU64::new(0), quiet: Notify::new() });
+    let state =
+        Arc::new(ConnState { active: AtomicUsize::new(0), last_active_ms: AtomicU64::new(0), quiet: Notify::new() });
     state.last_active_ms.store(shared.epoch.elapsed().as_millis() as u64, Ordering::Release);
     let svc = ConnService { shared: shared.clone(), state: state.clone() };
     let conn = shared.http2.serve_connection(TokioIo::new(io), svc);

@@ -198,7 +198,8 @@ impl DispatchService {
             .map_err(|e| Status::invalid_argument(format!("not a coprocess.Event: {e}")))?;
         let runtime = self.runtime.clone();
         let deadline = std::time::Instant::now() + self.settings.store_timeout;
-        let run = move || crate::store::with_call_deadline(deadline, || runtime.dispatch_event(event.payload.as_bytes()));
+        let run =
+            move || crate::store::with_call_deadline(deadline, || runtime.dispatch_event(event.payload.as_bytes()));
         match self.on_pool("DispatchEvent", run).await? {
             Ok(()) => Ok(()),
             Err(e) => Err(self.failed("DispatchEvent", &e)),

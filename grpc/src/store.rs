@@ -43,7 +43,7 @@ pub enum Store {
     /// Process-local, with TTL (not shared between replicas). Never blocks.
     Memory(MemoryStore),
     /// Redis, shared by every replica pointing at it.
-    Redis(RedisStore),
+    Redis(Box<RedisStore>),
 }
 
 impl Store {
@@ -90,7 +90,6 @@ pub struct RedisSettings {
     pub max_idle: usize,
 }
 
-
 impl Default for RedisSettings {
     fn default() -> Self {
         RedisSettings {
@@ -105,8 +104,12 @@ impl Default for RedisSettings {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BreakerState {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One probe is in flight; everything else fails fast.
     HalfOpen,
 }

@@ -389,7 +389,12 @@ pub async fn h2_outcome(resp: http::Response<hyper::body::Incoming>) -> (u16, Op
 }
 
 /// Send a complete body of `chunks` and return the outcome.
-pub async fn h2_call(h2: &mut H2, path: &str, content_type: &str, chunks: Vec<bytes::Bytes>) -> (u16, Option<String>, String) {
+pub async fn h2_call(
+    h2: &mut H2,
+    path: &str,
+    content_type: &str,
+    chunks: Vec<bytes::Bytes>,
+) -> (u16, Option<String>, String) {
     let (tx, body) = ChannelBody::new();
     let req = h2_request(path, content_type, body);
     tokio::spawn(async move {

@@ -194,7 +194,8 @@ fn stalled_large_requests_stay_within_the_memory_budget() {
     let (peak, accepted, refused, small_call) = rt.block_on(async {
         let h2 = h2_connect(srv.tcp).await;
         let mut sent = Vec::new();
-        let answered: Arc<Mutex<Vec<(u16, Option<String>)>>> = Arc::default();
+        type Answers = Arc<Mutex<Vec<(u16, Option<String>)>>>;
+        let answered: Answers = Arc::default();
         let mut keep = Vec::new();
         for _ in 0..50 {
             let (tx, body) = ChannelBody::new();
@@ -477,12 +478,8 @@ fn sigterm_waits_for_running_calls() {
     };
     put_hmac_secret(&redis);
     let dir = scratch("sigterm-running");
-    let mut srv = ServerProcess::start(
-        &dir,
-        &store_config(),
-        &["--redis-url", &redis.url(), "--redis-timeout-ms", "1500"],
-        None,
-    );
+    let mut srv =
+        ServerProcess::start(&dir, &store_config(), &["--redis-url", &redis.url(), "--redis-timeout-ms", "1500"], None);
     let rt = runtime();
     let (call, exit_after, status) = rt.block_on(async {
         use prost::Message as _;

@@ -145,7 +145,8 @@ fn a_redis_outage_fails_reqhub_closed_and_heals_by_itself() {
     let outage = |s: &&Sample| s.at >= down_at + Duration::from_millis(50) && s.at + s.latency < restarted_at;
     let in_outage: Vec<&Sample> = samples.iter().filter(outage).collect();
     let passed_in_outage = in_outage.iter().filter(|s| s.code == -1).count();
-    let unavailable = in_outage.iter().filter(|s| s.code == 503 && s.error.starts_with("verification_unavailable")).count();
+    let unavailable =
+        in_outage.iter().filter(|s| s.code == 503 && s.error.starts_with("verification_unavailable")).count();
     let first_pass_after =
         samples.iter().filter(|s| s.at >= restarted_at && s.code == -1).map(|s| s.at + s.latency).min();
     let recovery = first_pass_after.map(|t| t - restarted_at);
