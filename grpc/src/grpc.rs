@@ -61,6 +61,27 @@ pub const SMALL_ANSWER: usize = 16 << 10;
 /// vectored writes (1024 bytes; the server's connections report none, see src/server.rs).
 pub const SMALL_FRAME: usize = 1023;
 
+/// The call's `grpc-timeout` (1 to 8 digits and a unit: `H`, `M`, `S`, `m`, `u`, `n`);
+/// `None` when absent or malformed.
+pub fn timeout(headers: &HeaderMap) -> Option<std::time::Duration> {
+    let v = headers.get("grpc-timeout")?.as_bytes();
+    let (&unit, digits) = v.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    use std::time::Duration;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// The response body: one message and trailers in memory, or a streaming body (the health
 /// service's `Watch`).
 pub enum ResponseBody {
@@ -350,6 +371,24 @@ mod tests {
             assert!(frames <= most_frames, "{len}: {frames} frames");
             assert_eq!(trailers.unwrap().get("grpc-status").unwrap(), "0");
         }
+    }
+
+    #[test]
+    fn grpc_timeouts() {
+        use std::time::Duration;
+        let t = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("grpc-timeout", HeaderValue::from_str(v).unwrap());
+            timeout(&h)
+        };
+        assert_eq!(t("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(t("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(t("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(t("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "100", "123456789m", "1x", "-1m", "1.5S"] {
+            assert_eq!(t(bad), None, "{bad:?}");
+        }
+        assert_eq!(timeout(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Each listener has its own accept loop. A connection past `--max-connections` is closed as
 //! soon as it is accepted; an accept error (`EMFILE` when the process is out of file
 //! descriptors, and any other) backs off, doubling from 5 ms to 1 s, instead of retrying at
-//! once; at `EMFILE`/`ENFILE` one pending connection is accepted on a reserved descriptor and
-//! closed, so clients learn at once instead of waiting in the backlog. A connection has
+//! once; at `EMFILE`/`ENFILE` a reserved descriptor is freed to accept and close the pending
+//! connections, so their clients learn at once instead of waiting in the backlog. A connection has
 //! `--handshake-timeout-ms` to finish TLS and send the HTTP/2 preface, then is served by
 //! hyper's HTTP/2 server with `--max-concurrent-streams` (advertised in SETTINGS) and
 //! keepalive PINGs. A connection without calls for `--idle-timeout-ms` is closed with GOAWAY.
@@ -381,9 +381,7 @@ async fn accept_loop<L: Accept>(listener: L, shared: Arc<Shared>) {
             Err(e) if per_connection(&e) => {}
             Err(e) => {
                 let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE));
-                if out_of_fds {
-                    refuse_one_with_reserve(&listener, &shared);
-                }
+                let refused = if out_of_fds { refuse_pending_with_reserve(&listener, &shared) } else { 0 };
                 shared.accept_log.log(
                     &shared.logger,
                     LogLevel::Error,
@@ -394,31 +392,45 @@ async fn accept_loop<L: Accept>(listener: L, shared: Arc<Shared>) {
                     _ = stop.wait_for(|s| *s) => return,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                // Refusing pending connections worked: look again soon. Nothing to refuse (or
+                // another error): wait longer each time.
+                backoff = if refused > 0 { MIN_BACKOFF } else { (backoff * 2).min(Duration::from_secs(1)) };
             }
         }
     }
 }
 
-/// Out of descriptors: free the reserved one, accept a pending connection on it and close it
-/// (the client sees the refusal at once), then reserve a descriptor again.
-fn refuse_one_with_reserve<L: Accept>(listener: &L, shared: &Shared) {
+/// Out of descriptors: free the reserved one and use it to accept and close every pending
+/// connection (each close frees the descriptor for the next), so their clients learn at once
+/// instead of waiting in the backlog; then reserve a descriptor again. The number refused.
+fn refuse_pending_with_reserve<L: Accept>(listener: &L, shared: &Shared) -> usize {
     let mut reserve = shared.reserve_fd.lock();
     if reserve.take().is_none() {
-        return;
+        *reserve = std::fs::File::open("/dev/null").ok();
+        return 0;
     }
-    let waker = std::task::Waker::noop();
-    let mut cx = Context::from_waker(waker);
-    if let Poll::Ready(Ok(io)) = listener.poll_accept_io(&mut cx) {
-        drop(io);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut refused = 0;
+    while refused < 4096 {
+        match listener.poll_accept_io(&mut cx) {
+            Poll::Ready(Ok(io)) => {
+                drop(io);
+                refused += 1;
+            }
+            Poll::Ready(Err(e)) if per_connection(&e) => {}
+            _ => break,
+        }
+    }
+    *reserve = std::fs::File::open("/dev/null").ok();
+    if refused > 0 {
         shared.refused_log.log(
             &shared.logger,
             LogLevel::Warning,
-            "connection refused: out of file descriptors",
-            &[("max_connections", Value::from(shared.max_connections))],
+            "connections refused: out of file descriptors",
+            &[("refused", Value::from(refused)), ("max_connections", Value::from(shared.max_connections))],
         );
     }
-    *reserve = std::fs::File::open("/dev/null").ok();
+    refused
 }
 
 /// The bytes read while checking the preface, served again before the rest of the stream.

@@ -21,7 +21,7 @@ use http_body::Body;
 use prost::Message as _;
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::codegen::Service as _;
 use tonic::metadata::MetadataValue;
@@ -125,12 +125,18 @@ impl DispatchService {
             p if p.starts_with(HEALTH) => Route::Health,
             p => return grpc::error(&Status::unimplemented(format!("unknown method {p}"))),
         };
+        let arrived = Instant::now();
+        let client_deadline = grpc::timeout(req.headers()).map(|t| arrived + t);
+        let read_deadline = match client_deadline {
+            Some(d) => d.min(arrived + self.settings.read_timeout),
+            None => arrived + self.settings.read_timeout,
+        };
         let (parts, mut body) = req.into_parts();
         let read = tokio::select! {
             biased;
             r = grpc::read_unary(&mut body, self.settings.max_recv, &self.budget) => r,
-            _ = tokio::time::sleep(self.settings.read_timeout) => Err(Status::deadline_exceeded(
-                "the request did not arrive within the server's request read timeout",
+            _ = tokio::time::sleep_until(read_deadline.into()) => Err(Status::deadline_exceeded(
+                "the request did not arrive within the server's request read timeout or the call's grpc-timeout",
             )),
             _ = stop.wait_for(|s| *s) => Err(Status::unavailable("the server is shutting down")),
         };
@@ -144,8 +150,11 @@ impl DispatchService {
                 return grpc::error(&s);
             }
         };
+        if client_deadline.is_some_and(|d| d <= Instant::now()) {
+            return grpc::error(&Status::deadline_exceeded("the call's grpc-timeout passed before it could run"));
+        }
         match route {
-            Route::Dispatch => match self.dispatch(message.bytes.clone()).await {
+            Route::Dispatch => match self.dispatch(message.bytes.clone(), client_deadline).await {
                 Ok(answer) => grpc::answer(&answer),
                 Err(s) => grpc::error(&s),
             },
@@ -171,13 +180,15 @@ impl DispatchService {
         }
     }
 
-    /// Dispatch an Object: inline, or on the pool (see the module docs).
-    pub async fn dispatch(&self, input: Bytes) -> Result<Vec<u8>, Status> {
+    /// Dispatch an Object: inline, or on the pool (see the module docs). On the pool, store
+    /// operations end by the Redis timeout from now or the client's deadline, whichever is first.
+    pub async fn dispatch(&self, input: Bytes, client_deadline: Option<Instant>) -> Result<Vec<u8>, Status> {
         let result = if self.runs_inline(&input) {
             self.runtime.dispatch(&input)
         } else {
             let runtime = self.runtime.clone();
-            let deadline = std::time::Instant::now() + self.settings.store_timeout;
+            let own = Instant::now() + self.settings.store_timeout;
+            let deadline = client_deadline.map_or(own, |d| d.min(own));
             self.on_pool("Dispatch", move || crate::store::with_call_deadline(deadline, || runtime.dispatch(&input)))
                 .await?
         };

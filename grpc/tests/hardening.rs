@@ -281,12 +281,11 @@ fn stalled_connections(addr: std::net::SocketAddr, n: usize, preface: bool) -> V
 
 /// Failure 3: with RLIMIT_NOFILE 256 and 400 idle connections held open, the accept loop must
 /// not spin (the process's CPU time stays low) and a new client is answered once the held
-/// connections are gone.
-#[test]
-fn out_of_file_descriptors_the_accept_loop_stays_idle() {
-    let _one = exclusive();
+/// connections are gone: with the default connection limit (below the descriptor limit), and
+/// with a limit above it, where accept itself fails with EMFILE.
+fn out_of_file_descriptors(args: &[&str], label: &str) {
     let dir = scratch("fds");
-    let srv = ServerProcess::start(&dir, &json!({"InjectHeaders": {"add": {"X-Added": "yes"}}}), &[], Some(256));
+    let srv = ServerProcess::start(&dir, &json!({"InjectHeaders": {"add": {"X-Added": "yes"}}}), args, Some(256));
     let held = stalled_connections(srv.tcp, 400, true);
     let connected = held.len();
     std::thread::sleep(Duration::from_millis(500));
@@ -319,13 +318,127 @@ fn out_of_file_descriptors_the_accept_loop_stays_idle() {
         (matches!(r, Ok(Ok(ref a)) if injected(a)), t.elapsed())
     });
     eprintln!(
-        "FIGURES fds: CPU {ticks} ticks in {wall:?} with {connected} connections held (limit 256 fds), \
+        "FIGURES fds ({label}): CPU {ticks} ticks in {wall:?} with {connected} connections held (limit 256 fds), \
          a new client while held: answered {} after {:?}; after they closed: answered {} after {:?}",
         while_held.0, while_held.1, after.0, after.1
     );
     assert!(ticks <= 40, "the server used {ticks} ticks of CPU in {wall:?} while idle");
     assert!(while_held.1 < Duration::from_secs(3), "a new client hung while the limit was reached");
     assert!(after.0, "a new client is answered once descriptors are free ({:?})", after.1);
+}
+
+#[test]
+fn out_of_file_descriptors_the_accept_loop_stays_idle() {
+    let _one = exclusive();
+    out_of_file_descriptors(&[], "default connection limit");
+}
+
+#[test]
+fn out_of_file_descriptors_accept_errors_back_off() {
+    let _one = exclusive();
+    out_of_file_descriptors(&["--max-connections", "100000"], "connection limit above the descriptor limit");
+}
+
+/// The server's first SETTINGS frame, as (identifier, value) pairs.
+fn server_settings(addr: std::net::SocketAddr) -> Vec<(u16, u32)> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&[PREFACE, SETTINGS].concat()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    loop {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).unwrap();
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).unwrap();
+        if head[3] == 4 && head[4] & 1 == 0 {
+            return payload
+                .chunks(6)
+                .map(|c| (u16::from_be_bytes([c[0], c[1]]), u32::from_be_bytes([c[2], c[3], c[4], c[5]])))
+                .collect();
+        }
+    }
+}
+
+/// Failure 2's first half: the stream limit is advertised in SETTINGS (256 by default).
+#[test]
+fn the_stream_limit_is_advertised() {
+    let _one = exclusive();
+    let dir = scratch("settings");
+    let srv = ServerProcess::start(&dir, &json!({}), &[], None);
+    let settings = server_settings(srv.tcp);
+    eprintln!("FIGURES settings: {settings:?}");
+    assert!(settings.contains(&(3, 256)), "SETTINGS_MAX_CONCURRENT_STREAMS 256 in {settings:?}");
+}
+
+/// With a hung Redis, a pool of 2 threads and a queue of 2: 4 store calls wait their timeout,
+/// the others are refused at once with UNAVAILABLE, and InjectHeaders is unaffected.
+#[test]
+fn a_full_blocking_pool_refuses_at_once() {
+    let _one = exclusive();
+    let Some(redis) = Redis::start() else {
+        eprintln!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    put_hmac_secret(&redis);
+    let dir = scratch("pool");
+    let srv = ServerProcess::start(
+        &dir,
+        &store_config(),
+        &[
+            "--redis-url",
+            &redis.url(),
+            "--redis-timeout-ms",
+            "1000",
+            "--blocking-threads",
+            "2",
+            "--blocking-queue",
+            "2",
+        ],
+        None,
+    );
+    let rt = runtime();
+    let (outcomes, inject) = rt.block_on(async {
+        use prost::Message as _;
+        let mut clients = Vec::new();
+        for _ in 0..10 {
+            clients.push(tcp_client(srv.tcp).await);
+        }
+        let mut c = tcp_client(srv.tcp).await;
+        redis.pause(true);
+        let calls: Vec<_> = clients
+            .into_iter()
+            .map(|mut c| {
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let r = dispatch(&mut c, hmac_object(HMAC_SIGNATURE).encode_to_vec()).await;
+                    (r.map(|a| verdict(&a).0).map_err(|s| s.code()), t.elapsed())
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t = Instant::now();
+        let inject = (injected(&dispatch(&mut c, inject_object()).await.unwrap()), t.elapsed());
+        let mut outcomes = Vec::new();
+        for call in calls {
+            outcomes.push(call.await.unwrap());
+        }
+        (outcomes, inject)
+    });
+    redis.pause(false);
+    let waited: Vec<_> = outcomes.iter().filter(|o| o.0 == Ok(401)).collect();
+    let refused: Vec<_> = outcomes.iter().filter(|o| o.0 == Err(tonic::Code::Unavailable)).collect();
+    eprintln!(
+        "FIGURES pool: {} waited (401) up to {:?}, {} refused UNAVAILABLE up to {:?}, InjectHeaders meanwhile {:?}",
+        waited.len(),
+        waited.iter().map(|o| o.1).max(),
+        refused.len(),
+        refused.iter().map(|o| o.1).max(),
+        inject
+    );
+    assert_eq!(waited.len() + refused.len(), 10, "{outcomes:?}");
+    assert!(waited.len() <= 4, "2 threads and 2 queued: {outcomes:?}");
+    assert!(refused.iter().all(|o| o.1 <= Duration::from_millis(250)), "refusals are prompt: {outcomes:?}");
+    assert!(inject.0 && inject.1 <= Duration::from_millis(250), "{inject:?}");
 }
 
 /// When the peer closes `s` (read gives 0 or an error), within `limit`; None if still open.
@@ -430,6 +543,18 @@ fn idle_and_slow_connections_are_closed() {
     let (code, took) = stalled.expect("the stalled request was answered");
     assert_eq!(code.as_deref(), Some("4"), "DEADLINE_EXCEEDED");
     assert!(took >= Duration::from_millis(900) && took <= Duration::from_millis(3500), "{took:?}");
+
+    // Keepalive: a peer past the preface that never answers PINGs, with no idle timeout.
+    let srv = ServerProcess::start(
+        &dir,
+        &json!({}),
+        &["--idle-timeout-ms", "0", "--keepalive-interval-ms", "300", "--keepalive-timeout-ms", "300"],
+        None,
+    );
+    let mut mute = stalled_connections(srv.tcp, 1, true).pop().unwrap();
+    let mute_closed = closed_within(&mut mute, limit);
+    eprintln!("FIGURES keepalive: a peer that never answers PINGs closed after {mute_closed:?}");
+    assert!(within(mute_closed, 500, 3000), "unanswered keepalive: {mute_closed:?}");
 }
 
 /// Failure 5: SIGTERM with 50 idle raw connections (half of them past the preface), one idle
