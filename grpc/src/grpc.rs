@@ -11,7 +11,9 @@
 //! - a unary call without a message, with a message cut short, or with a second message:
 //!   `INTERNAL` (as grpc-java answers);
 //! - a message over `--grpc-recv-max-size`: `RESOURCE_EXHAUSTED` (as grpc-go answers);
-//! - a message that does not fit the request memory budget now: `RESOURCE_EXHAUSTED`.
+//! - a message that does not fit the request memory budget now: `RESOURCE_EXHAUSTED`;
+//! - a `grpc-timeout` ([`timeout`]) bounds the wait for the body and the store operations of
+//!   a dispatch on the blocking pool (src/service.rs).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
