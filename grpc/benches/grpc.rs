@@ -46,6 +46,8 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("hmac_auth_dispatch");
     g.bench_function("in_process", |b| b.iter(|| runtime.dispatch(std::hint::black_box(&bytes)).unwrap()));
+    // What the server asks before each dispatch (inline or on the blocking pool).
+    g.bench_function("in_process_blocking", |b| b.iter(|| runtime.blocking(std::hint::black_box(&bytes))));
     g.bench_function("grpc_unix", |b| b.iter(|| rt.block_on(dispatch(&mut unix, bytes.clone())).unwrap()));
     g.bench_function("grpc_tcp", |b| b.iter(|| rt.block_on(dispatch(&mut tcp, bytes.clone())).unwrap()));
     g.finish();
