@@ -182,6 +182,10 @@ impl Budget {
     }
 }
 
+/// The message of a call refused because the memory budget is in use (an overload, not a
+/// request over a limit).
+pub const BUDGET_IN_USE: &str = "the server's memory budget for request messages is in use; retry later";
+
 /// A received request message and its share of the budget (released on drop).
 pub struct Message {
     /// The message bytes (without the 5-byte prefix).
@@ -238,11 +242,7 @@ where
                     if l > 0 {
                         match budget.0.clone().try_acquire_many_owned(l as u32) {
                             Ok(p) => held = Some(p),
-                            Err(_) => {
-                                return Err(Status::resource_exhausted(
-                                    "the server's memory budget for request messages is in use; retry later",
-                                ))
-                            }
+                            Err(_) => return Err(Status::resource_exhausted(BUDGET_IN_USE)),
                         }
                     }
                     len = Some(l);

@@ -144,7 +144,7 @@ impl DispatchService {
         let message = match read {
             Ok(m) => m,
             Err(s) => {
-                if s.code() == tonic::Code::ResourceExhausted {
+                if s.message() == grpc::BUDGET_IN_USE {
                     self.overloaded(&s);
                 }
                 return grpc::error(&s);
