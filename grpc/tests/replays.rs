@@ -186,7 +186,9 @@ fn a_redis_outage_fails_reqhub_closed_and_heals_by_itself() {
     assert!(recovery.is_some_and(|r| r <= Duration::from_secs(4)), "no recovery: {recovery:?}");
     assert!(last_second.iter().all(|s| s.code == -1), "after recovery every request passes");
     assert_eq!(after.0, before.0, "threads");
-    assert!(after.1 <= before.1 + 2, "file descriptors grew from {} to {}", before.1, after.1);
+    // The pool of Redis connections may hold up to one per client (16) more or fewer than when
+    // it was counted before; a leak would grow with the 2000-odd failed operations.
+    assert!(after.1 <= before.1 + 16, "file descriptors grew from {} to {}", before.1, after.1);
     assert!(error_lines <= 4, "{error_lines} error lines for one outage");
     assert_eq!((opened, closed), (1, 1), "one line when the breaker opens, one when it closes");
 }
