@@ -1,11 +1,11 @@
-//! Generates the `coprocess.Dispatcher` server and client from proto/coprocess.proto.
+//! Checks proto/coprocess.proto's `coprocess.Dispatcher` against what the server serves
+//! (src/service.rs routes `Dispatch` and `DispatchEvent` by path) and generates the client.
 //!
 //! The proto is compiled with protox (no protoc needed) and the service is read from its
 //! descriptor, so a method added to or renamed in the proto fails this build instead of being
-//! served silently wrong. The code is generated with tonic-build's manual builder because each
-//! method picks its codec: `Dispatch` passes the Object's bytes through untouched (the library
-//! validates and reads them lazily, and answers with bytes), `DispatchEvent` uses prost with
-//! the library's own `Event`/`EventReply` types.
+//! served silently wrong. The client is generated with tonic-build's manual builder because
+//! each method picks its codec: `Dispatch` passes the Object's bytes through untouched,
+//! `DispatchEvent` uses prost with the library's own `Event`/`EventReply` types.
 
 use std::path::PathBuf;
 
@@ -42,5 +42,5 @@ fn main() {
         );
     }
     assert_eq!(service.method.len(), 2, "coprocess.Dispatcher has Dispatch and DispatchEvent");
-    tonic_build::manual::Builder::new().build_transport(true).compile(&[builder.build()]);
+    tonic_build::manual::Builder::new().build_server(false).build_transport(true).compile(&[builder.build()]);
 }

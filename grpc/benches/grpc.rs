@@ -13,57 +13,8 @@ use coprocess_grpc::host::{EventSink, ServerHost, Store};
 use coprocess_grpc::log::Logger;
 use criterion::{criterion_group, criterion_main, Criterion};
 use prost::Message;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-
-struct ServerProcess {
-    child: Child,
-    tcp: std::net::SocketAddr,
-    unix: std::path::PathBuf,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        // SIGTERM for a graceful stop (removes the socket); kill as a fallback.
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &std::path::Path) -> ServerProcess {
-    let config = dir.join("coprocess.json");
-    std::fs::write(&config, hmac_config().to_string()).unwrap();
-    let unix = dir.join("bench.sock");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coprocess-grpc"))
-        .args(["--listen", "127.0.0.1:0", "--unix"])
-        .arg(&unix)
-        .arg("--middleware-config")
-        .arg(&config)
-        .env("COPROCESS_CONFIG", "")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start coprocess-grpc");
-    // The "serving" line names the bound TCP address; the rest of stderr is drained.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let tcp = loop {
-        let line = lines.next().expect("coprocess-grpc exited before serving").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if v["msg"] == "serving" {
-            break v["tcp"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    ServerProcess { child, tcp, unix }
-}
 
 fn bench(c: &mut Criterion) {
     let object = hmac_object(HMAC_SIGNATURE);
@@ -84,15 +35,19 @@ fn bench(c: &mut Criterion) {
     check(&runtime.dispatch(&bytes).unwrap());
 
     let dir = scratch("bench");
-    let server = start_server(&dir);
+    let unix_path = dir.join("bench.sock");
+    let server = ServerProcess::start(&dir, &hmac_config(), &["--unix", unix_path.to_str().unwrap()], None);
+    let server_unix = unix_path;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut tcp = rt.block_on(tcp_client(server.tcp));
-    let mut unix = rt.block_on(unix_client(&server.unix));
+    let mut unix = rt.block_on(unix_client(&server_unix));
     check(&rt.block_on(dispatch(&mut tcp, bytes.clone())).unwrap());
     check(&rt.block_on(dispatch(&mut unix, bytes.clone())).unwrap());
 
     let mut g = c.benchmark_group("hmac_auth_dispatch");
     g.bench_function("in_process", |b| b.iter(|| runtime.dispatch(std::hint::black_box(&bytes)).unwrap()));
+    // What the server asks before each dispatch (inline or on the blocking pool).
+    g.bench_function("in_process_blocking", |b| b.iter(|| runtime.blocking(std::hint::black_box(&bytes))));
     g.bench_function("grpc_unix", |b| b.iter(|| rt.block_on(dispatch(&mut unix, bytes.clone())).unwrap()));
     g.bench_function("grpc_tcp", |b| b.iter(|| rt.block_on(dispatch(&mut tcp, bytes.clone())).unwrap()));
     g.finish();

@@ -4,11 +4,13 @@
 //! - events go to a sink: the log (one JSON line per event), or an HTTP webhook that gets a
 //!   JSON POST per event from a background thread (a dispatch never waits for the webhook);
 //! - log lines go to stderr as JSON lines ([`crate::log`]), `source: "middleware"`;
-//! - the store is Redis (keys under a prefix, TTL as `SET .. EX`) so that replay protection
-//!   and stored secrets are shared by every replica, or a process-local store with TTL.
+//! - the store is Redis (keys under a prefix, TTL as `SET .. EX`, `SET .. NX` for
+//!   `store_data_if_absent`) so that replay protection and stored secrets are shared by every
+//!   replica, or a process-local store with TTL ([`crate::store`]).
 
 use crate::log::{rfc3339_millis, Logger};
-use coprocess::{Host, LogLevel, MemoryStore};
+pub use crate::store::{RedisStore, Store};
+use coprocess::{Host, LogLevel, StoreError};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -36,6 +38,11 @@ impl ServerHost {
     pub fn events(&self) -> &EventSink {
         &self.events
     }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
 }
 
 impl Host for ServerHost {
@@ -47,12 +54,31 @@ impl Host for ServerHost {
         self.logger.log(level, "middleware", message, &[]);
     }
 
+    /// A failed write is lost (the store logs it).
     fn store_data(&self, key: &str, value: &str, ttl: i64) {
-        self.store.set(&self.logger, key, value, ttl);
+        match &self.store {
+            Store::Memory(m) => m.set(key, value, ttl),
+            Store::Redis(r) => {
+                let _ = r.set(key, value, ttl);
+            }
+        }
     }
 
+    /// A failed read is absent (the store logs it).
     fn get_data(&self, key: &str) -> Option<String> {
-        self.store.get(&self.logger, key).filter(|v| !v.is_empty())
+        match &self.store {
+            Store::Memory(m) => m.get(key),
+            Store::Redis(r) => r.get(key).ok().flatten(),
+        }
+    }
+
+    /// Atomic in both stores: `SET .. NX` in Redis, one lock in memory. A failed, timed-out or
+    /// breaker-refused Redis operation is [`StoreError::Unavailable`].
+    fn store_data_if_absent(&self, key: &str, value: &str, ttl: i64) -> Result<bool, StoreError> {
+        match &self.store {
+            Store::Memory(m) => Ok(m.set_if_absent(key, value, ttl)),
+            Store::Redis(r) => r.set_if_absent(key, value, ttl).map_err(|_| StoreError::Unavailable),
+        }
     }
 }
 
@@ -186,139 +212,6 @@ fn post_loop(agent: &ureq::Agent, url: &str, rx: Receiver<String>, logger: &Logg
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// store
-
-/// The key-value store behind `store_data`/`get_data`.
-pub enum Store {
-    /// Process-local, with TTL (not shared between replicas).
-    Memory(MemoryStore),
-    /// Redis, shared by every replica pointing at it.
-    Redis(RedisStore),
-}
-
-impl Store {
-    fn set(&self, logger: &Logger, key: &str, value: &str, ttl: i64) {
-        match self {
-            Store::Memory(m) => m.set(key, value, ttl),
-            Store::Redis(r) => {
-                if let Err(e) = r.set(key, value, ttl) {
-                    logger.error("redis store write failed", &[("error", Value::from(redis_reason(&e)))]);
-                }
-            }
-        }
-    }
-
-    fn get(&self, logger: &Logger, key: &str) -> Option<String> {
-        match self {
-            Store::Memory(m) => m.get(key),
-            Store::Redis(r) => match r.get(key) {
-                Ok(v) => v,
-                Err(e) => {
-                    logger.error(
-                        "redis store read failed; treated as absent",
-                        &[("error", Value::from(redis_reason(&e)))],
-                    );
-                    None
-                }
-            },
-        }
-    }
-}
-
-/// A Redis error without anything from the request (the key is not echoed).
-fn redis_reason(e: &redis::RedisError) -> String {
-    e.to_string()
-}
-
-/// Idle connections kept for reuse.
-const REDIS_IDLE_MAX: usize = 64;
-
-/// A Redis store: keys are `prefix + key`, a positive TTL becomes `SET key value EX ttl`, no
-/// TTL a plain `SET`. Blocking calls with connect/read/write timeouts, over a small pool of
-/// reusable connections (dispatches run on blocking threads, one connection per thread in use).
-pub struct RedisStore {
-    client: redis::Client,
-    prefix: String,
-    timeout: Duration,
-    idle: Mutex<Vec<redis::Connection>>,
-}
-
-impl RedisStore {
-    /// Connect to `url` (`redis://host:port/db`, `rediss://` not built in) and check it answers PING.
-    pub fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {}", redis_reason(&e)))?;
-        let store = RedisStore { client, prefix: prefix.to_owned(), timeout, idle: Mutex::new(Vec::new()) };
-        store
-            .with_connection(|c| redis::cmd("PING").query::<String>(c))
-            .map_err(|e| format!("Redis does not answer PING: {}", redis_reason(&e)))?;
-        Ok(store)
-    }
-
-    fn fresh(&self) -> redis::RedisResult<redis::Connection> {
-        let c = self.client.get_connection_with_timeout(self.timeout)?;
-        c.set_read_timeout(Some(self.timeout))?;
-        c.set_write_timeout(Some(self.timeout))?;
-        Ok(c)
-    }
-
-    /// Run `f` on a pooled connection; a pooled connection that turns out broken (Redis
-    /// restarted, idle timeout) is dropped and `f` retried once on a fresh one.
-    fn with_connection<T>(
-        &self,
-        mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> redis::RedisResult<T> {
-        let pooled = self.idle.lock().pop();
-        let (mut conn, was_pooled) = match pooled {
-            Some(c) => (c, true),
-            None => (self.fresh()?, false),
-        };
-        let mut result = f(&mut conn);
-        if let Err(e) = &result {
-            if was_pooled && (e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()) {
-                conn = self.fresh()?;
-                result = f(&mut conn);
-            }
-        }
-        let reusable = match &result {
-            Ok(_) => true,
-            Err(e) => !(e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() || e.is_timeout()),
-        };
-        if reusable {
-            let mut idle = self.idle.lock();
-            if idle.len() < REDIS_IDLE_MAX {
-                idle.push(conn);
-            }
-        }
-        result
-    }
-
-    /// The full Redis key.
-    pub fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
-    }
-
-    /// `SET prefix+key value [EX ttl]`.
-    pub fn set(&self, key: &str, value: &str, ttl: i64) -> redis::RedisResult<()> {
-        let full = self.key(key);
-        self.with_connection(|c| {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(&full).arg(value);
-            if ttl > 0 {
-                cmd.arg("EX").arg(ttl);
-            }
-            cmd.query::<()>(c)
-        })
-    }
-
-    /// `GET prefix+key` (bytes that are not UTF-8 are converted lossily).
-    pub fn get(&self, key: &str) -> redis::RedisResult<Option<String>> {
-        let full = self.key(key);
-        let raw = self.with_connection(|c| redis::cmd("GET").arg(&full).query::<Option<Vec<u8>>>(c))?;
-        Ok(raw.map(|b| String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,12 +228,39 @@ mod tests {
 
     #[test]
     fn memory_store_host_contract() {
-        let host = ServerHost::new(Logger::new(LogLevel::Error), EventSink::Log, Store::Memory(MemoryStore::new()));
-        host.store_data("k", "v", 0);
-        host.store_data("empty", "", 0);
-        assert_eq!(host.get_data("k").as_deref(), Some("v"));
-        assert_eq!(host.get_data("empty"), None, "an empty value reads as absent");
-        assert_eq!(host.get_data("missing"), None);
+        let host =
+            ServerHost::new(Logger::new(LogLevel::Error), EventSink::Log, Store::Memory(coprocess::MemoryStore::new()));
+        let store = coprocess::Store::new(&host);
+        store.set("k", "v", 0);
+        store.set("empty", "", 0);
+        assert_eq!(store.get("k").as_deref(), Some("v"));
+        assert_eq!(store.get("empty"), None, "an empty value reads as absent");
+        assert_eq!(store.get("missing"), None);
+        assert_eq!(store.set_if_absent("n", "1", 10), Ok(true));
+        assert_eq!(store.set_if_absent("n", "2", 10), Ok(false));
+        assert_eq!(store.get("n").as_deref(), Some("1"), "the first value stays");
+        assert_eq!(store.set_if_absent("empty", "3", 10), Ok(true), "an empty value is absent");
+    }
+
+    #[test]
+    fn memory_set_if_absent_is_atomic() {
+        let host = Arc::new(ServerHost::new(
+            Logger::new(LogLevel::Error),
+            EventSink::Log,
+            Store::Memory(coprocess::MemoryStore::new()),
+        ));
+        let winners: usize = (0..8)
+            .map(|_| {
+                let h = host.clone();
+                std::thread::spawn(move || {
+                    (0..500).filter(|i| h.store_data_if_absent(&format!("race-{i}"), "x", 10) == Ok(true)).count()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(winners, 500, "each key is stored by exactly one caller");
     }
 
     #[test]

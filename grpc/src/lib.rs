@@ -3,21 +3,29 @@
 //! `coprocess.Dispatcher`, for gateways that cannot load a shared library.
 //!
 //! - [`server::start`] binds the listeners and serves; [`server::Server`] reloads and shuts down.
-//! - [`service::DispatchService`]: the service; [`service::status_for`]: error mapping.
-//! - [`host::ServerHost`]: events to a log or webhook, JSON-line logs, Redis or memory store.
-//! - [`codec::RawCodec`]: `Dispatch` passes the Object's bytes through to the library.
-//! - [`pb`]: the generated server and client (`pb::dispatcher_client::DispatcherClient`).
+//! - [`service::DispatchService`]: the calls, inline or on the [`pool::BlockingPool`];
+//!   [`service::status_for`]: error mapping.
+//! - [`grpc`]: the gRPC protocol over hyper's HTTP/2 (strict unary requests, answers).
+//! - [`host::ServerHost`]: events to a log or webhook, JSON-line logs, the [`store`] (Redis
+//!   with one deadline per operation and a circuit breaker, or memory).
+//! - [`codec::RawCodec`]: the client's pass-through codec for `Dispatch`.
+//! - [`pb`]: the generated client (`pb::dispatcher_client::DispatcherClient`).
+//!
+//! The limits and their defaults: docs/grpc-limits.md and [`options`].
 
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod grpc;
 pub mod host;
 pub mod log;
 pub mod options;
+pub mod pool;
 pub mod server;
 pub mod service;
+pub mod store;
 
-/// The generated `coprocess.Dispatcher` server and client (from proto/coprocess.proto).
+/// The generated `coprocess.Dispatcher` client (from proto/coprocess.proto).
 #[allow(missing_docs, clippy::all)]
 pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/coprocess.Dispatcher.rs"));

@@ -7,9 +7,10 @@
 //! one `write` call under the stderr lock, so concurrent lines never interleave.
 
 use coprocess::LogLevel;
+use parking_lot::Mutex;
 use serde_json::Value;
 use std::io::Write;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Writes JSON lines to stderr at or above a minimum level.
 #[derive(Debug, Clone)]
@@ -55,6 +56,55 @@ impl Logger {
     /// A server line at level error.
     pub fn error(&self, msg: &str, fields: &[(&str, Value)]) {
         self.log(LogLevel::Error, "server", msg, fields);
+    }
+}
+
+/// One kind of repeated error, written at most once per interval: the first occurrence is
+/// written at once, later ones within the interval are counted, and the next line written
+/// carries that count as `suppressed` (so an outage of any length costs a line per interval).
+#[derive(Debug)]
+pub struct RateLimited {
+    interval: Duration,
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl RateLimited {
+    /// At most one line per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        RateLimited { interval, state: Mutex::new((None, 0)) }
+    }
+
+    /// Write the line now if the interval has passed since the last one, otherwise count it.
+    pub fn log(&self, logger: &Logger, level: LogLevel, msg: &str, fields: &[(&str, Value)]) {
+        if !logger.enabled(level) {
+            return;
+        }
+        let suppressed = {
+            let mut state = self.state.lock();
+            let now = Instant::now();
+            match state.0 {
+                Some(last) if now.duration_since(last) < self.interval => {
+                    state.1 += 1;
+                    return;
+                }
+                _ => {
+                    *state = (Some(now), 0);
+                }
+            }
+            std::mem::take(&mut state.1)
+        };
+        self.write(logger, level, msg, fields, suppressed);
+    }
+
+    /// The count of lines suppressed since the last one written, reset to zero.
+    pub fn take_suppressed(&self) -> u64 {
+        std::mem::take(&mut self.state.lock().1)
+    }
+
+    fn write(&self, logger: &Logger, level: LogLevel, msg: &str, fields: &[(&str, Value)], suppressed: u64) {
+        let mut all: Vec<(&str, Value)> = fields.to_vec();
+        all.push(("suppressed", Value::from(suppressed)));
+        logger.log(level, "server", msg, &all);
     }
 }
 
@@ -108,6 +158,29 @@ mod tests {
         assert_eq!(v["code"], -4);
         assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
         assert!(line.starts_with("{\"time\":"), "{line}");
+    }
+
+    #[test]
+    fn rate_limited_lines_count_what_they_suppress() {
+        let logger = Logger::new(LogLevel::Debug);
+        let limited = RateLimited::new(Duration::from_millis(200));
+        let mut written = 0;
+        let started = Instant::now();
+        for _ in 0..1000 {
+            // Only the state matters here; the lines go to the test's stderr.
+            let before = limited.state.lock().0;
+            limited.log(&logger, LogLevel::Debug, "test line", &[]);
+            if limited.state.lock().0 != before {
+                written += 1;
+            }
+        }
+        let elapsed = started.elapsed();
+        assert!(written <= 1 + elapsed.as_millis() as usize / 200, "{written} lines in {elapsed:?}");
+        assert_eq!(limited.take_suppressed() + written as u64, 1000);
+        std::thread::sleep(Duration::from_millis(210));
+        let before = limited.state.lock().0;
+        limited.log(&logger, LogLevel::Debug, "after the interval", &[]);
+        assert_ne!(limited.state.lock().0, before, "written once the interval has passed");
     }
 
     #[test]

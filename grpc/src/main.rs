@@ -1,4 +1,4 @@
-//! `coprocess-grpc`: see `--help` and the README's "gRPC server" section.
+//! `coprocess-grpc`: see `--help` and docs/grpc-limits.md.
 
 use coprocess_grpc::log::Logger;
 use coprocess_grpc::options::{parse_args, Command, USAGE};
@@ -25,11 +25,17 @@ fn main() -> ExitCode {
         }
     };
     let logger = Logger::new(opts.log_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The async workers serve connections and run the dispatches that cannot wait; the ones
+    // that can run on the server's own blocking pool. tokio's blocking threads only load the
+    // configuration, reload and connect to Redis at startup.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if opts.worker_threads > 0 {
+        builder.worker_threads(opts.worker_threads);
+    }
+    let runtime = builder
         .enable_all()
-        .max_blocking_threads(opts.blocking_threads.max(1))
-        // Dispatch threads keep the library's per-thread config_data cache: keep them around.
-        .thread_keep_alive(Duration::from_secs(300))
+        .max_blocking_threads(4)
+        .thread_keep_alive(Duration::from_secs(10))
         .thread_name("coprocess-grpc")
         .build();
     let runtime = match runtime {

@@ -2,6 +2,23 @@
 //!
 //! Every option has the same name in both, `snake_case` in the file and `--kebab-case` on the
 //! command line (`--flag value` or `--flag=value`). Unknown names are an error.
+//!
+//! The limits (docs/grpc-limits.md explains each with its failure mode):
+//!
+//! | option | default | bounds |
+//! |---|---|---|
+//! | `max_connections` | 0: the open-file limit less a reserve | open connections; past it a new one is closed at once |
+//! | `max_concurrent_streams` | 256 | streams per connection, advertised in SETTINGS |
+//! | `handshake_timeout_ms` | 10000 | accept to TLS done and HTTP/2 preface received |
+//! | `request_read_timeout_ms` | 10000 | a call's request body, from its headers to its end |
+//! | `idle_timeout_ms` | 300000 | a connection with no call for this long is closed (GOAWAY) |
+//! | `keepalive_interval_ms` / `keepalive_timeout_ms` | 60000 / 20000 | HTTP/2 PING of a quiet connection, closed without a PONG |
+//! | `request_memory_bytes` | 64 MiB | bytes of request messages held at once, all calls together |
+//! | `worker_threads` | 0: one per CPU | async workers: connections and the dispatches that cannot wait |
+//! | `blocking_threads` / `blocking_queue` | 32 / 256 | threads for dispatches that wait on Redis or the network, calls waiting for one |
+//! | `redis_timeout_ms` | 2000 | one whole Redis operation, connection setup included |
+//! | `redis_breaker_failures` / `redis_breaker_backoff_ms` | 5 / 2000 | consecutive failures that open the breaker, time it stays open |
+//! | `error_log_interval_ms` | 10000 | at most one line per interval for repeated store and overload errors |
 
 use coprocess::LogLevel;
 use serde::Deserialize;
@@ -33,7 +50,7 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// Prefix of every Redis key the middleware stores.
     pub redis_prefix: String,
-    /// Connect/read/write timeout for Redis, in milliseconds.
+    /// The whole of one Redis operation (connecting included), in milliseconds.
     pub redis_timeout_ms: u64,
     /// `log`, or an `http://`/`https://` URL that gets a JSON POST per event.
     pub event_sink: String,
@@ -41,10 +58,40 @@ pub struct Options {
     pub event_timeout_ms: u64,
     /// Minimum level written to stderr.
     pub log_level: LogLevel,
-    /// Most threads running dispatches at once (tokio's blocking pool).
+    /// Async worker threads (connections, and the dispatches that cannot wait); 0: one per CPU.
+    pub worker_threads: usize,
+    /// Threads running the dispatches that may wait on Redis or the network; the others run
+    /// on the async workers.
     pub blocking_threads: usize,
-    /// After SIGTERM, how long in-flight calls may take before the server exits anyway.
+    /// Calls waiting for a blocking thread; past this a call is refused with `UNAVAILABLE`.
+    pub blocking_queue: usize,
+    /// After SIGTERM, how long running calls may take before the server exits anyway.
     pub shutdown_timeout_ms: u64,
+    /// Most open connections (all listeners); 0: the soft `RLIMIT_NOFILE` less a reserve for
+    /// Redis connections and files. Past it a new connection is closed at once.
+    pub max_connections: usize,
+    /// Most concurrent streams per HTTP/2 connection (advertised in SETTINGS).
+    pub max_concurrent_streams: u32,
+    /// From accept until TLS is done and the HTTP/2 preface has arrived, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// From a call's headers until the end of its request body, in milliseconds.
+    pub request_read_timeout_ms: u64,
+    /// A connection with no call for this long is closed with GOAWAY, in milliseconds; 0: never.
+    pub idle_timeout_ms: u64,
+    /// HTTP/2 PING after this long without a frame from the client, in milliseconds; 0: never.
+    pub keepalive_interval_ms: u64,
+    /// A connection whose PING is not answered within this is closed, in milliseconds.
+    pub keepalive_timeout_ms: u64,
+    /// Bytes of request messages held at once by all calls together; a call that would exceed
+    /// it is refused with `RESOURCE_EXHAUSTED`. At least `grpc_recv_max_size`.
+    pub request_memory_bytes: usize,
+    /// Consecutive failed Redis operations that open the circuit breaker (0: no breaker).
+    pub redis_breaker_failures: u32,
+    /// How long an open breaker fails operations at once before one probe, in milliseconds.
+    pub redis_breaker_backoff_ms: u64,
+    /// At most one log line per this interval for each kind of repeated error (failed store
+    /// operations, refused calls and connections), with the count of the suppressed ones.
+    pub error_log_interval_ms: u64,
 }
 
 impl Default for Options {
@@ -63,8 +110,21 @@ impl Default for Options {
             event_sink: "log".into(),
             event_timeout_ms: 5000,
             log_level: LogLevel::Info,
-            blocking_threads: 64,
+            worker_threads: 0,
+            blocking_threads: 32,
+            blocking_queue: 256,
             shutdown_timeout_ms: 10_000,
+            max_connections: 0,
+            max_concurrent_streams: 256,
+            handshake_timeout_ms: 10_000,
+            request_read_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            keepalive_interval_ms: 60_000,
+            keepalive_timeout_ms: 20_000,
+            request_memory_bytes: 64 << 20,
+            redis_breaker_failures: 5,
+            redis_breaker_backoff_ms: 2000,
+            error_log_interval_ms: 10_000,
         }
     }
 }
@@ -92,15 +152,30 @@ Listeners (at least one):
   --tls-cert PEM --tls-key PEM   TLS on the TCP listener
 Middleware:
   --middleware-config FILE   global middleware configuration (default: $COPROCESS_CONFIG)
-Limits:
+Limits (see docs/grpc-limits.md):
   --grpc-recv-max-size BYTES largest request accepted (default 4194304; = gateway grpc_send_max_size)
   --grpc-send-max-size BYTES largest answer sent (default 4194304; = gateway grpc_recv_max_size)
-  --blocking-threads N       most dispatches running at once (default 64)
-  --shutdown-timeout-ms MS   grace for in-flight calls after SIGTERM (default 10000)
+  --max-connections N        open connections; past it new ones are closed at once
+                             (default 0: the soft RLIMIT_NOFILE less a reserve)
+  --max-concurrent-streams N streams per connection, advertised in SETTINGS (default 256)
+  --handshake-timeout-ms MS  accept to TLS done and HTTP/2 preface received (default 10000)
+  --request-read-timeout-ms MS  a call's headers to the end of its request body (default 10000)
+  --idle-timeout-ms MS       close a connection with no call for this long, 0: never (default 300000)
+  --keepalive-interval-ms MS HTTP/2 PING after this long without a frame, 0: never (default 60000)
+  --keepalive-timeout-ms MS  close a connection whose PING is unanswered (default 20000)
+  --request-memory-bytes B   request bytes held by all calls at once; past it RESOURCE_EXHAUSTED
+                             (default 67108864, at least --grpc-recv-max-size)
+  --worker-threads N         async worker threads, 0: one per CPU (default 0)
+  --blocking-threads N       threads for dispatches that wait on Redis or the network (default 32)
+  --blocking-queue N         calls waiting for such a thread; past it UNAVAILABLE (default 256)
+  --shutdown-timeout-ms MS   grace for running calls after SIGTERM (default 10000)
+  --error-log-interval-ms MS one line per interval for repeated errors, with a count (default 10000)
 Host callbacks:
   --redis-url URL            redis://host:port/db store shared by replicas (default: in-memory)
   --redis-prefix P           key prefix (default coprocess:)
-  --redis-timeout-ms MS      Redis connect/read/write timeout (default 2000)
+  --redis-timeout-ms MS      one whole Redis operation, connecting included (default 2000)
+  --redis-breaker-failures N consecutive failures that make Redis calls fail at once, 0: never (default 5)
+  --redis-breaker-backoff-ms MS  how long they fail at once before one probe (default 2000)
   --event-sink log|URL       events to the log, or POSTed as JSON to an http(s) URL (default log)
   --event-timeout-ms MS      webhook POST timeout (default 5000)
   --log-level LEVEL          debug|info|warning|error (default info)
@@ -173,8 +248,21 @@ fn apply(o: &mut Options, name: &str, value: String) -> Result<(), String> {
             o.log_level = serde_json::from_value(serde_json::Value::String(value.clone()))
                 .map_err(|_| format!("--log-level must be debug, info, warning or error, not {value:?}"))?
         }
+        "worker-threads" => o.worker_threads = number(name, &value)?,
         "blocking-threads" => o.blocking_threads = number(name, &value)?,
+        "blocking-queue" => o.blocking_queue = number(name, &value)?,
         "shutdown-timeout-ms" => o.shutdown_timeout_ms = number(name, &value)?,
+        "max-connections" => o.max_connections = number(name, &value)?,
+        "max-concurrent-streams" => o.max_concurrent_streams = number(name, &value)?,
+        "handshake-timeout-ms" => o.handshake_timeout_ms = number(name, &value)?,
+        "request-read-timeout-ms" => o.request_read_timeout_ms = number(name, &value)?,
+        "idle-timeout-ms" => o.idle_timeout_ms = number(name, &value)?,
+        "keepalive-interval-ms" => o.keepalive_interval_ms = number(name, &value)?,
+        "keepalive-timeout-ms" => o.keepalive_timeout_ms = number(name, &value)?,
+        "request-memory-bytes" => o.request_memory_bytes = number(name, &value)?,
+        "redis-breaker-failures" => o.redis_breaker_failures = number(name, &value)?,
+        "redis-breaker-backoff-ms" => o.redis_breaker_backoff_ms = number(name, &value)?,
+        "error-log-interval-ms" => o.error_log_interval_ms = number(name, &value)?,
         other => return Err(format!("unknown option --{other} (see --help)")),
     }
     Ok(())
@@ -197,6 +285,25 @@ impl Options {
         }
         if self.blocking_threads == 0 {
             return Err("--blocking-threads must be at least 1".into());
+        }
+        if self.max_concurrent_streams == 0 {
+            return Err("--max-concurrent-streams must be at least 1".into());
+        }
+        for (name, ms) in [
+            ("--handshake-timeout-ms", self.handshake_timeout_ms),
+            ("--request-read-timeout-ms", self.request_read_timeout_ms),
+            ("--keepalive-timeout-ms", self.keepalive_timeout_ms),
+            ("--redis-timeout-ms", self.redis_timeout_ms),
+        ] {
+            if ms == 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        if self.request_memory_bytes < self.grpc_recv_max_size {
+            return Err("--request-memory-bytes must be at least --grpc-recv-max-size".into());
+        }
+        if self.grpc_recv_max_size > u32::MAX as usize {
+            return Err("--grpc-recv-max-size must fit a gRPC frame (at most 4294967295)".into());
         }
         if self.event_sink != "log"
             && !(self.event_sink.starts_with("http://") || self.event_sink.starts_with("https://"))
@@ -264,6 +371,32 @@ mod tests {
         assert!(e(&["--unix", "/tmp/s", "--tls-cert", "c", "--tls-key", "k"]).contains("TCP listener"));
         assert!(e(&["--listen", "127.0.0.1:0", "--grpc-send-max-size", "0"]).contains("positive"));
         assert!(e(&["--listen", "127.0.0.1:0", "--event-sink", "ftp://x"]).contains("event-sink"));
+        assert!(e(&["--listen", "127.0.0.1:0", "--request-memory-bytes", "1000"]).contains("at least"));
+        assert!(e(&["--listen", "127.0.0.1:0", "--request-read-timeout-ms", "0"]).contains("positive"));
+        assert!(e(&["--listen", "127.0.0.1:0", "--max-concurrent-streams", "0"]).contains("at least 1"));
+    }
+
+    /// The field names of [`Options`], read from its `Debug` output.
+    fn field_names() -> Vec<String> {
+        let debug = format!("{:?}", Options::default());
+        let inner = debug.trim_start_matches("Options {").trim_end_matches('}');
+        inner
+            .split(", ")
+            .filter_map(|part| part.split_once(": ").map(|(k, _)| k.trim().to_owned()))
+            .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect()
+    }
+
+    #[test]
+    fn help_and_flags_name_every_option() {
+        let names = field_names();
+        assert!(names.len() >= 28, "{names:?}");
+        for name in names {
+            let flag = name.replace('_', "-");
+            assert!(USAGE.contains(&format!("--{flag} ")), "--help does not list --{flag}");
+            let value = if flag == "log-level" { "info" } else { "1" };
+            apply(&mut Options::default(), &flag, value.into()).unwrap();
+        }
     }
 
     #[test]

@@ -1,24 +1,50 @@
-//! Listeners, TLS, health checking, reload and graceful shutdown.
+//! Listeners, connections and their limits, TLS, health checking, reload and shutdown.
+//!
+//! Each listener has its own accept loop. A connection past `--max-connections` is closed as
+//! soon as it is accepted; an accept error (`EMFILE` when the process is out of file
+//! descriptors, and any other) backs off, doubling from 5 ms to 1 s, instead of retrying at
+//! once; at `EMFILE`/`ENFILE` a reserved descriptor is freed to accept and close the pending
+//! connections, so their clients learn at once instead of waiting in the backlog. A connection has
+//! `--handshake-timeout-ms` to finish TLS and send the HTTP/2 preface, then is served by
+//! hyper's HTTP/2 server with `--max-concurrent-streams` (advertised in SETTINGS) and
+//! keepalive PINGs. A connection without calls for `--idle-timeout-ms` is closed with GOAWAY.
+//!
+//! Shutdown: every connection gets GOAWAY; one without a running call closes at once (calls
+//! still receiving their request end with `UNAVAILABLE`); the others close when their running
+//! calls have answered, up to `--shutdown-timeout-ms` in all.
 
+use crate::grpc::{Budget, ResponseBody};
 use crate::host::{EventSink, RedisStore, ServerHost, Store, Webhook};
-use crate::log::Logger;
+use crate::log::{Logger, RateLimited};
 use crate::options::Options;
-use crate::pb::dispatcher_server::DispatcherServer;
-use crate::service::DispatchService;
-use coprocess::{ConfigSource, MemoryStore, Registry, Runtime};
+use crate::pool::BlockingPool;
+use crate::service::{DispatchService, ServiceSettings};
+use crate::store::RedisSettings;
+use coprocess::{ConfigSource, LogLevel, MemoryStore, Registry, Runtime};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use parking_lot::Mutex;
 use serde_json::Value;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, Server as TonicServer, ServerTlsConfig};
-use tonic_health::server::HealthReporter;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{watch, Notify};
+use tokio_rustls::TlsAcceptor;
+use tonic_health::server::{HealthReporter, HealthService};
 
 /// The gRPC service name the health service reports (as well as the whole server, `""`).
-pub const SERVICE_NAME: &str = crate::pb::dispatcher_server::SERVICE_NAME;
+pub const SERVICE_NAME: &str = crate::service::SERVICE_NAME;
+
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A running server.
 pub struct Server {
@@ -26,12 +52,14 @@ pub struct Server {
     pub tcp: Option<SocketAddr>,
     /// The unix socket path, if listening on one.
     pub unix: Option<PathBuf>,
+    /// The connection limit in force.
+    pub max_connections: usize,
     runtime: Arc<Runtime>,
     host: Arc<ServerHost>,
     logger: Logger,
     health: HealthReporter,
     shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<Result<(), String>>>,
+    shared: Arc<Shared>,
     grace: Duration,
 }
 
@@ -67,18 +95,47 @@ fn prepare_unix_path(path: &Path) -> Result<(), String> {
     }
 }
 
-fn tls_config(cert: &Path, key: &Path) -> Result<ServerTlsConfig, String> {
-    let cert = std::fs::read(cert).map_err(|e| format!("cannot read TLS certificate {}: {e}", cert.display()))?;
-    let key = std::fs::read(key).map_err(|e| format!("cannot read TLS key {}: {e}", key.display()))?;
-    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let cert_pem = std::fs::read(cert).map_err(|e| format!("cannot read TLS certificate {}: {e}", cert.display()))?;
+    let key_pem = std::fs::read(key).map_err(|e| format!("cannot read TLS key {}: {e}", key.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("TLS certificate {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("TLS certificate {}: no certificate found", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| format!("TLS key {}: {e}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS configuration: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn wait_for(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow_and_update() {
-        if rx.changed().await.is_err() {
-            return;
-        }
+/// The soft `RLIMIT_NOFILE` (open file descriptors) of this process.
+pub fn open_file_limit() -> u64 {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given and nothing else.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
+    if r != 0 || rl.rlim_cur == libc::RLIM_INFINITY {
+        return 1 << 20;
     }
+    rl.rlim_cur
+}
+
+/// The connection limit for `--max-connections 0`: the open-file limit less a reserve for
+/// the descriptors that are not connections (one Redis connection per blocking thread, the
+/// listeners, the runtime, files, the webhook), or half the limit when it is too small for that.
+pub fn auto_max_connections(nofile: u64, blocking_threads: usize) -> usize {
+    let reserve = 64 + blocking_threads as u64;
+    let n = if nofile > 2 * reserve { nofile - reserve } else { nofile / 2 };
+    n.max(1) as usize
 }
 
 /// Build the host and a runtime over every built-in, bind the listeners and start serving.
@@ -91,17 +148,25 @@ pub async fn start(opts: Options) -> Result<Server, String> {
 pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, String> {
     opts.validate()?;
     let logger = Logger::new(opts.log_level);
+    let log_interval = Duration::from_millis(opts.error_log_interval_ms);
     let store = match &opts.redis_url {
         Some(url) => {
-            let (url, prefix, timeout) =
-                (url.clone(), opts.redis_prefix.clone(), Duration::from_millis(opts.redis_timeout_ms));
-            let store = tokio::task::spawn_blocking(move || RedisStore::connect(&url, &prefix, timeout))
+            let settings = RedisSettings {
+                timeout: Duration::from_millis(opts.redis_timeout_ms),
+                breaker_failures: opts.redis_breaker_failures,
+                breaker_backoff: Duration::from_millis(opts.redis_breaker_backoff_ms),
+                log_interval,
+                max_idle: opts.blocking_threads,
+            };
+            let (url, prefix, l) = (url.clone(), opts.redis_prefix.clone(), logger.clone());
+            let store = tokio::task::spawn_blocking(move || RedisStore::connect(&url, &prefix, settings, l))
                 .await
                 .map_err(|e| format!("Redis connect task failed: {e}"))??;
-            Store::Redis(store)
+            Store::Redis(Box::new(store))
         }
         None => Store::Memory(MemoryStore::new()),
     };
+    let store_blocks = store.can_block();
     let events = match opts.event_sink.as_str() {
         "log" => EventSink::Log,
         url => EventSink::Webhook(Webhook::start(url, Duration::from_millis(opts.event_timeout_ms), logger.clone())?),
@@ -116,57 +181,89 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
         )
     };
 
-    let service = Arc::new(DispatchService::new(runtime.clone(), logger.clone()));
-    let dispatcher = DispatcherServer::from_arc(service)
-        .max_decoding_message_size(opts.grpc_recv_max_size)
-        .max_encoding_message_size(opts.grpc_send_max_size);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<DispatcherServer<DispatchService>>().await;
+    let (health, _) = tonic_health::server::health_reporter();
+    health.set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving).await;
+    let pool = BlockingPool::new(opts.blocking_threads, opts.blocking_queue)
+        .map_err(|e| format!("cannot start the blocking threads: {e}"))?;
+    let service = DispatchService::new(
+        runtime.clone(),
+        pool,
+        Budget::new(opts.request_memory_bytes),
+        HealthService::from_health_reporter(health.clone()),
+        ServiceSettings {
+            max_recv: opts.grpc_recv_max_size,
+            max_send: opts.grpc_send_max_size,
+            read_timeout: Duration::from_millis(opts.request_read_timeout_ms),
+            store_blocks,
+            store_timeout: Duration::from_millis(opts.redis_timeout_ms),
+            log_interval,
+        },
+        logger.clone(),
+    );
 
     // Bind every listener before serving any, so a failure leaves nothing running.
     let tcp_listener = match &opts.listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr.as_str()).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?,
-        ),
+        Some(addr) => {
+            Some(TcpListener::bind(addr.as_str()).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?)
+        }
         None => None,
     };
-    let mut tcp_builder = TonicServer::builder();
-    if let (Some(cert), Some(key)) = (&opts.tls_cert, &opts.tls_key) {
-        tcp_builder = tcp_builder.tls_config(tls_config(cert, key)?).map_err(|e| format!("TLS configuration: {e}"))?;
-    }
+    let tls = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let unix_listener = match &opts.unix {
         Some(path) => {
             prepare_unix_path(path)?;
-            Some(
-                tokio::net::UnixListener::bind(path)
-                    .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?,
-            )
+            Some(UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?)
         }
         None => None,
     };
 
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
+    let nofile = open_file_limit();
+    let auto = auto_max_connections(nofile, opts.blocking_threads);
+    let max_connections = if opts.max_connections == 0 { auto } else { opts.max_connections };
+    if max_connections > auto {
+        logger.warn(
+            "--max-connections leaves few file descriptors for anything else",
+            &[("max_connections", Value::from(max_connections)), ("nofile", Value::from(nofile))],
+        );
+    }
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(opts.max_concurrent_streams)
+        .keep_alive_interval(
+            (opts.keepalive_interval_ms > 0).then(|| Duration::from_millis(opts.keepalive_interval_ms)),
+        )
+        .keep_alive_timeout(Duration::from_millis(opts.keepalive_timeout_ms))
+        .auto_date_header(false);
+    let (shutdown, stop) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        service,
+        http2,
+        tls,
+        stop,
+        open: AtomicUsize::new(0),
+        all_closed: Notify::new(),
+        max_connections,
+        handshake_timeout: Duration::from_millis(opts.handshake_timeout_ms),
+        idle_timeout: (opts.idle_timeout_ms > 0).then(|| Duration::from_millis(opts.idle_timeout_ms)),
+        epoch: Instant::now(),
+        refused_log: RateLimited::new(log_interval),
+        accept_log: RateLimited::new(log_interval),
+        reserve_fd: Mutex::new(std::fs::File::open("/dev/null").ok()),
+        logger: logger.clone(),
+    });
+
     let mut tcp = None;
     if let Some(listener) = tcp_listener {
         tcp = Some(listener.local_addr().map_err(|e| e.to_string())?);
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let router = tcp_builder.add_service(health_service.clone()).add_service(dispatcher.clone());
-        let (rx, stop, log) = (shutdown_rx.clone(), shutdown.clone(), logger.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = router.serve_with_incoming_shutdown(incoming, wait_for(rx)).await;
-            ended("tcp", r, &stop, &log)
-        }));
+        tokio::spawn(accept_loop(listener, shared.clone()));
     }
     let unix = opts.unix.clone();
     if let Some(listener) = unix_listener {
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        let router = TonicServer::builder().add_service(health_service).add_service(dispatcher);
-        let (rx, stop, log) = (shutdown_rx.clone(), shutdown.clone(), logger.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = router.serve_with_incoming_shutdown(incoming, wait_for(rx)).await;
-            ended("unix", r, &stop, &log)
-        }));
+        tokio::spawn(accept_loop(listener, shared.clone()));
     }
     logger.info(
         "serving",
@@ -178,38 +275,335 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
             ("event_sink", Value::from(if opts.event_sink == "log" { "log" } else { "webhook" })),
             ("grpc_recv_max_size", Value::from(opts.grpc_recv_max_size)),
             ("grpc_send_max_size", Value::from(opts.grpc_send_max_size)),
+            ("max_connections", Value::from(max_connections)),
+            ("max_concurrent_streams", Value::from(opts.max_concurrent_streams)),
+            ("blocking_threads", Value::from(opts.blocking_threads)),
             ("pid", Value::from(std::process::id())),
         ],
     );
     Ok(Server {
         tcp,
         unix,
+        max_connections,
         runtime,
         host,
         logger,
         health,
         shutdown,
-        tasks,
+        shared,
         grace: Duration::from_millis(opts.shutdown_timeout_ms),
     })
 }
 
-/// A listener's end: an error stops the whole server (the others shut down gracefully).
-fn ended(
-    which: &str,
-    r: Result<(), tonic::transport::Error>,
-    stop: &watch::Sender<bool>,
-    logger: &Logger,
-) -> Result<(), String> {
-    match r {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            logger.error(
-                "listener failed, shutting down",
-                &[("listener", Value::from(which)), ("error", Value::from(e.to_string()))],
-            );
-            let _ = stop.send(true);
-            Err(format!("{which} listener: {e}"))
+/// What every connection shares.
+struct Shared {
+    service: DispatchService,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    tls: Option<TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+    open: AtomicUsize,
+    all_closed: Notify,
+    max_connections: usize,
+    handshake_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    epoch: Instant,
+    refused_log: RateLimited,
+    accept_log: RateLimited,
+    reserve_fd: Mutex<Option<std::fs::File>>,
+    logger: Logger,
+}
+
+/// A listener the accept loop can poll.
+trait Accept: Send + Sync + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    const TLS: bool;
+    fn poll_accept_io(&self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>>;
+}
+
+impl Accept for TcpListener {
+    type Io = tokio::net::TcpStream;
+    const TLS: bool = true;
+    fn poll_accept_io(&self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
+        self.poll_accept(cx).map_ok(|(s, _)| {
+            let _ = s.set_nodelay(true);
+            s
+        })
+    }
+}
+
+impl Accept for UnixListener {
+    type Io = tokio::net::UnixStream;
+    const TLS: bool = false;
+    fn poll_accept_io(&self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
+        self.poll_accept(cx).map_ok(|(s, _)| s)
+    }
+}
+
+/// Errors of one pending connection (it went away before accept): accept the next at once.
+fn per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED) | Some(libc::ECONNRESET) | Some(libc::EPROTO) | Some(libc::EPERM)
+    )
+}
+
+async fn accept_loop<L: Accept>(listener: L, shared: Arc<Shared>) {
+    const MIN_BACKOFF: Duration = Duration::from_millis(5);
+    let mut stop = shared.stop.clone();
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            r = std::future::poll_fn(|cx| listener.poll_accept_io(cx)) => r,
+        };
+        match accepted {
+            Ok(io) => {
+                backoff = MIN_BACKOFF;
+                if shared.open.load(Ordering::Acquire) >= shared.max_connections {
+                    drop(io);
+                    shared.refused_log.log(
+                        &shared.logger,
+                        LogLevel::Warning,
+                        "connection refused: connection limit reached",
+                        &[("max_connections", Value::from(shared.max_connections))],
+                    );
+                    continue;
+                }
+                shared.open.fetch_add(1, Ordering::AcqRel);
+                let s = shared.clone();
+                tokio::spawn(async move {
+                    serve_connection::<L>(io, &s).await;
+                    if s.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        s.all_closed.notify_waiters();
+                    }
+                });
+            }
+            Err(e) if per_connection(&e) => {}
+            Err(e) => {
+                let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE));
+                let refused = if out_of_fds { refuse_pending_with_reserve(&listener, &shared) } else { 0 };
+                shared.accept_log.log(
+                    &shared.logger,
+                    LogLevel::Error,
+                    "accept failed; backing off",
+                    &[("error", Value::from(e.to_string())), ("backoff_ms", Value::from(backoff.as_millis() as u64))],
+                );
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                // Refusing pending connections worked: look again soon. Nothing to refuse (or
+                // another error): wait longer each time.
+                backoff = if refused > 0 { MIN_BACKOFF } else { (backoff * 2).min(Duration::from_secs(1)) };
+            }
+        }
+    }
+}
+
+/// Out of descriptors: free the reserved one and use it to accept and close every pending
+/// connection (each close frees the descriptor for the next), so their clients learn at once
+/// instead of waiting in the backlog; then reserve a descriptor again. The number refused.
+fn refuse_pending_with_reserve<L: Accept>(listener: &L, shared: &Shared) -> usize {
+    let mut reserve = shared.reserve_fd.lock();
+    if reserve.take().is_none() {
+        *reserve = std::fs::File::open("/dev/null").ok();
+        return 0;
+    }
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut refused = 0;
+    while refused < 4096 {
+        match listener.poll_accept_io(&mut cx) {
+            Poll::Ready(Ok(io)) => {
+                drop(io);
+                refused += 1;
+            }
+            Poll::Ready(Err(e)) if per_connection(&e) => {}
+            _ => break,
+        }
+    }
+    *reserve = std::fs::File::open("/dev/null").ok();
+    if refused > 0 {
+        shared.refused_log.log(
+            &shared.logger,
+            LogLevel::Warning,
+            "connections refused: out of file descriptors",
+            &[("refused", Value::from(refused)), ("max_connections", Value::from(shared.max_connections))],
+        );
+    }
+    refused
+}
+
+/// The bytes read while checking the preface, served again before the rest of the stream.
+struct Rewind<T> {
+    prefix: Option<&'static [u8]>,
+    inner: T,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if let Some(p) = self.prefix.take() {
+            let n = p.len().min(buf.remaining());
+            buf.put_slice(&p[..n]);
+            if n < p.len() {
+                self.prefix = Some(&p[n..]);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    /// No: h2 then copies DATA frames under 1024 bytes into its buffer (instead of under 256
+    /// with vectored writes), so a small answer's frames leave in one write (see
+    /// [`crate::grpc::SMALL_ANSWER`]). Large frames are written from their own buffers either way.
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+async fn read_preface<T: AsyncRead + Unpin>(mut io: T) -> io::Result<Rewind<T>> {
+    let mut got = [0u8; 24];
+    io.read_exact(&mut got).await?;
+    if &got != PREFACE {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not an HTTP/2 connection preface"));
+    }
+    Ok(Rewind { prefix: Some(PREFACE), inner: io })
+}
+
+/// TLS (on TCP when configured) and the preface within the handshake timeout, then HTTP/2.
+async fn serve_connection<L: Accept>(io: L::Io, shared: &Arc<Shared>) {
+    let mut stop = shared.stop.clone();
+    let deadline = tokio::time::sleep(shared.handshake_timeout);
+    match (&shared.tls, L::TLS) {
+        (Some(acceptor), true) => {
+            let handshake = async {
+                let tls = acceptor.accept(io).await?;
+                read_preface(tls).await
+            };
+            let io = tokio::select! {
+                r = handshake => r,
+                _ = deadline => return,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            if let Ok(io) = io {
+                serve_http2(io, shared).await;
+            }
+        }
+        _ => {
+            let io = tokio::select! {
+                r = read_preface(io) => r,
+                _ = deadline => return,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            if let Ok(io) = io {
+                serve_http2(io, shared).await;
+            }
+        }
+    }
+}
+
+/// Per-connection call tracking: calls whose handler is running, and when the last ended.
+struct ConnState {
+    active: AtomicUsize,
+    last_active_ms: AtomicU64,
+    quiet: Notify,
+}
+
+struct ActiveCall {
+    state: Arc<ConnState>,
+    epoch: Instant,
+}
+
+impl Drop for ActiveCall {
+    fn drop(&mut self) {
+        self.state.last_active_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Release);
+        if self.state.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.state.quiet.notify_one();
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ConnService {
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
+    type Response = hyper::Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+        self.state.active.fetch_add(1, Ordering::AcqRel);
+        let shared = self.shared.clone();
+        let active = ActiveCall { state: self.state.clone(), epoch: shared.epoch };
+        Box::pin(async move {
+            let answer = shared.service.handle(req, shared.stop.clone()).await;
+            drop(active);
+            Ok(answer)
+        })
+    }
+}
+
+/// How long a closing connection keeps being driven after its last call answered, so the
+/// answer and the GOAWAY are written before the socket closes.
+const FLUSH_GRACE: Duration = Duration::from_millis(20);
+
+async fn serve_http2<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: T, shared: &Arc<Shared>) {
+    let state =
+        Arc::new(ConnState { active: AtomicUsize::new(0), last_active_ms: AtomicU64::new(0), quiet: Notify::new() });
+    state.last_active_ms.store(shared.epoch.elapsed().as_millis() as u64, Ordering::Release);
+    let svc = ConnService { shared: shared.clone(), state: state.clone() };
+    let conn = shared.http2.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let mut stop = shared.stop.clone();
+    let mut closing = false;
+    let idle = shared.idle_timeout;
+    let far = Duration::from_secs(86_400 * 365);
+    let idle_timer = tokio::time::sleep(idle.unwrap_or(far));
+    tokio::pin!(idle_timer);
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = stop.wait_for(|s| *s), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = &mut idle_timer, if !closing && idle.is_some() => {
+                let idle = idle.unwrap_or(far);
+                let last = Duration::from_millis(state.last_active_ms.load(Ordering::Acquire));
+                let now = shared.epoch.elapsed();
+                if state.active.load(Ordering::Acquire) == 0 && now >= last + idle {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                } else {
+                    let next = if state.active.load(Ordering::Acquire) == 0 { last + idle } else { now + idle };
+                    idle_timer.as_mut().reset(tokio::time::Instant::from_std(shared.epoch + next));
+                }
+            }
+            _ = state.quiet.notified(), if closing => {}
+        }
+        if closing && state.active.load(Ordering::Acquire) == 0 {
+            let _ = tokio::time::timeout(FLUSH_GRACE, conn.as_mut()).await;
+            return;
         }
     }
 }
@@ -218,6 +612,11 @@ impl Server {
     /// The runtime (shared with the service).
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// Open connections now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open.load(Ordering::Acquire)
     }
 
     /// Reload the middleware configuration (what SIGHUP does). On error the previous
@@ -239,29 +638,32 @@ impl Server {
         }
     }
 
-    /// Resolves when the server stops by itself (a listener failed).
+    /// Resolves when the server has been told to stop.
     pub async fn stopped(&self) {
-        wait_for(self.shutdown.subscribe()).await
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
     }
 
-    /// Graceful shutdown: report NOT_SERVING, stop accepting, let in-flight calls finish (up
-    /// to the shutdown timeout), remove the unix socket, flush queued webhook events.
+    /// Graceful shutdown: report NOT_SERVING, stop accepting, close idle and stalled
+    /// connections at once, let running calls finish (up to the shutdown timeout), remove the
+    /// unix socket, flush queued webhook events.
     pub async fn shutdown(self) -> Result<(), String> {
         self.logger.info("shutting down", &[]);
-        self.health.set_not_serving::<DispatcherServer<DispatchService>>().await;
+        self.health.set_service_status(SERVICE_NAME, tonic_health::ServingStatus::NotServing).await;
         self.health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         let _ = self.shutdown.send(true);
-        let mut errors = Vec::new();
         let deadline = tokio::time::Instant::now() + self.grace;
-        for task in self.tasks {
-            match tokio::time::timeout_at(deadline, task).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => errors.push(e),
-                Ok(Err(e)) => errors.push(format!("listener task: {e}")),
-                Err(_) => {
-                    self.logger.warn("shutdown timeout reached with calls in flight", &[]);
-                    break;
-                }
+        loop {
+            let notified = self.shared.all_closed.notified();
+            if self.shared.open.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                self.logger.warn(
+                    "shutdown timeout reached with calls running",
+                    &[("connections", Value::from(self.shared.open.load(Ordering::Acquire)))],
+                );
+                break;
             }
         }
         if let Some(path) = &self.unix {
@@ -270,10 +672,19 @@ impl Server {
         let host = self.host.clone();
         let _ = tokio::task::spawn_blocking(move || host.events().close(Duration::from_secs(5))).await;
         self.logger.info("stopped", &[]);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_limit_leaves_a_reserve() {
+        assert_eq!(auto_max_connections(1024, 32), 1024 - 96);
+        assert_eq!(auto_max_connections(150, 32), 75, "too small for the reserve: half");
+        assert_eq!(auto_max_connections(1, 32), 1);
+        assert!(open_file_limit() > 0);
     }
 }

@@ -284,13 +284,13 @@ async fn message_size_limits_apply_both_ways() {
     let mut c = tcp_client(srv.tcp.unwrap()).await;
     let big_request = ObjectBuilder::new(HookType::Pre, "InjectHeaders:small").body(&"x".repeat(4000)).encode();
     let s = dispatch(&mut c, big_request).await.unwrap_err();
-    // tonic's code for a request over its decoding limit (grpc-go says RESOURCE_EXHAUSTED).
-    assert_eq!(s.code(), Code::OutOfRange, "request over grpc_recv_max_size: {s:?}");
-    assert!(s.message().contains("limit is: 2048"), "{s:?}");
+    // grpc-go's code and wording for a message over the limit.
+    assert_eq!(s.code(), Code::ResourceExhausted, "request over grpc_recv_max_size: {s:?}");
+    assert!(s.message().contains("request message larger than max") && s.message().contains("vs. 2048)"), "{s:?}");
     let big_answer = ObjectBuilder::new(HookType::Pre, "InjectHeaders").encode();
     let s = dispatch(&mut c, big_answer).await.unwrap_err();
-    assert_eq!(s.code(), Code::OutOfRange, "answer over grpc_send_max_size: {s:?}");
-    assert!(s.message().contains("encoded message length too large"), "{s:?}");
+    assert_eq!(s.code(), Code::ResourceExhausted, "answer over grpc_send_max_size: {s:?}");
+    assert!(s.message().contains("answer larger than max") && s.message().contains("vs. 2048)"), "{s:?}");
     let small = ObjectBuilder::new(HookType::Pre, "InjectHeaders:small").encode();
     let answer = Object::decode(&dispatch(&mut c, small).await.unwrap()[..]).unwrap();
     assert_eq!(coprocess::testing::set_header(&answer, "X-Small"), Some("s"));
@@ -417,17 +417,27 @@ async fn redis_store_uses_the_prefix_and_honours_ttl() {
         return;
     };
     let url = format!("redis://127.0.0.1:{port}/");
-    let store = coprocess_grpc::host::RedisStore::connect(&url, "test:", std::time::Duration::from_secs(2)).unwrap();
+    let settings = coprocess_grpc::store::RedisSettings { breaker_failures: 0, ..Default::default() };
+    let logger = coprocess_grpc::log::Logger::new(coprocess::LogLevel::Error);
+    let store = coprocess_grpc::host::RedisStore::connect(&url, "test:", settings, logger).unwrap();
     store.set("a", "1", 100).unwrap();
     store.set("b", "2", 0).unwrap();
     assert_eq!(store.get("a").unwrap().as_deref(), Some("1"));
     assert_eq!(store.get("missing").unwrap(), None);
+    assert!(store.set_if_absent("n", "1", 100).unwrap(), "absent: stored");
+    assert!(!store.set_if_absent("n", "2", 100).unwrap(), "present: not stored");
+    assert_eq!(store.get("n").unwrap().as_deref(), Some("1"));
+    assert!(store.set_if_absent("forever", "1", 0).unwrap());
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut con = client.get_connection().unwrap();
     let ttl_a: i64 = redis::cmd("TTL").arg("test:a").query(&mut con).unwrap();
     let ttl_b: i64 = redis::cmd("TTL").arg("test:b").query(&mut con).unwrap();
     assert!((1..=100).contains(&ttl_a), "TTL {ttl_a}");
     assert_eq!(ttl_b, -1, "no TTL means no expiry");
+    let ttl_n: i64 = redis::cmd("TTL").arg("test:n").query(&mut con).unwrap();
+    let ttl_forever: i64 = redis::cmd("TTL").arg("test:forever").query(&mut con).unwrap();
+    assert!((1..=100).contains(&ttl_n), "SET NX EX: TTL {ttl_n}");
+    assert_eq!(ttl_forever, -1, "SET NX without a TTL");
     let raw: Option<String> = redis::cmd("GET").arg("a").query(&mut con).unwrap();
     assert_eq!(raw, None, "keys live under the prefix only");
     store.set("short", "x", 1).unwrap();
