@@ -6,7 +6,7 @@
 # library builds, into its own target dir DIR/target. Writes DIR/ref.txt (REF, commit, subject).
 set -euo pipefail
 ref=$1
-dir=$2
+dir=$(mkdir -p "$2" && cd "$2" && pwd)
 cargo=${CARGO:-cargo}
 commit=$(git rev-parse --verify --quiet "$ref^{commit}") || { echo "bench-baseline: $ref is not a commit here" >&2; exit 1; }
 mkdir -p "$dir"

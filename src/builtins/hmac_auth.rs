@@ -29,6 +29,7 @@ use crate::proto::{HookType, SessionState};
 use crate::{Blocking, ConfigError, Context, Middleware, MiddlewareError, SessionTemplate, Setup};
 use parking_lot::RwLock;
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -333,16 +334,9 @@ impl HmacSignatureAuth {
         };
         let (date_name, date) = self.date_header(ctx);
         let date = date.filter(|v| !v.is_empty()).ok_or_else(|| fail(BadRequest("no Date header")))?;
-        let path;
-        let target: &[u8] = match self.compat {
-            Compat::Default => ctx.request_uri().as_bytes(),
-            Compat::Tyk => {
-                path = decoded_path(ctx.request_uri());
-                &path
-            }
-        };
+        let target = OnceCell::new();
         let list = params.headers.as_deref().unwrap_or("date");
-        let msg = self.signing_string(ctx, list, target, (date_name, date)).map_err(|r| fail(BadRequest(r)))?;
+        let msg = self.signing_string(ctx, list, &target, (date_name, date)).map_err(|r| fail(BadRequest(r)))?;
 
         // The gateway's verifier refuses a Date it cannot parse even without a skew check.
         if self.clock_skew_ms > 0 || self.compat == Compat::Tyk {
@@ -381,26 +375,33 @@ impl HmacSignatureAuth {
         ("date", ctx.header("Date"))
     }
 
-    /// The signing string for the `headers=` list, or why it cannot be built.
-    fn signing_string<'c>(
+    /// The signing string for the `headers=` list, or why it cannot be built. `target` holds
+    /// the `(request-target)` path once a listed `(request-target)` needs it.
+    fn signing_string<'x>(
         &self,
-        ctx: &Context<'c>,
-        list: &'c str,
-        target: &'c [u8],
-        date: (&'static str, &'c str),
-    ) -> Result<SigningString<'c>, &'static str> {
+        ctx: &Context<'x>,
+        list: &'x str,
+        target: &'x OnceCell<Cow<'x, [u8]>>,
+        date: (&'static str, &'x str),
+    ) -> Result<SigningString<'x>, &'static str> {
         let mut msg = SigningString::new();
         let mut has_date = false;
-        let names: Box<dyn Iterator<Item = &str>> = match self.compat {
-            Compat::Default => Box::new(list.split([' ', '\t']).filter(|n| !n.is_empty())),
-            // The gateway's verifier splits on single spaces and keeps empty names.
-            Compat::Tyk => Box::new(list.split(' ').map(str::trim)),
-        };
-        for name in names {
+        let tyk = self.compat == Compat::Tyk;
+        // The gateway's verifier splits on single spaces and keeps empty names (trimmed); the
+        // default grammar splits on spaces and tabs and skips empty names.
+        for raw in list.split(|c| c == ' ' || (!tyk && c == '\t')) {
+            let name = if tyk { raw.trim() } else { raw };
+            if !tyk && name.is_empty() {
+                continue;
+            }
             if msg.len() == MAX_SIGNED_HEADERS {
                 return Err("too many signed headers");
             }
             if name.eq_ignore_ascii_case(REQUEST_TARGET) {
+                let target = target.get_or_init(|| match self.compat {
+                    Compat::Default => Cow::Borrowed(ctx.request_uri().as_bytes()),
+                    Compat::Tyk => decoded_path(ctx.request_uri()),
+                });
                 msg.push(Line::RequestTarget { method: ctx.method(), target });
                 continue;
             }
@@ -496,9 +497,8 @@ mod tests {
         let host = FakeHost::new();
         crate::testing::with_context(obj, &host, |ctx| {
             let (name, date) = mw.date_header(ctx);
-            let path = decoded_path(ctx.request_uri());
-            let target: &[u8] = if mw.compat == Compat::Tyk { &path } else { ctx.request_uri().as_bytes() };
-            let msg = mw.signing_string(ctx, list, target, (name, date.unwrap_or("")))?;
+            let target = OnceCell::new();
+            let msg = mw.signing_string(ctx, list, &target, (name, date.unwrap_or("")))?;
             Ok(String::from_utf8(msg.to_vec()).unwrap())
         })
     }
