@@ -198,16 +198,28 @@ fn scrapes_are_bounded_and_leave_calls_alone() {
     let rt = runtime();
     let mut client = rt.block_on(tcp_client(srv.tcp));
 
-    // MAX_CONNECTIONS idle connections hold every slot; a scrape on one more waits.
+    // MAX_CONNECTIONS idle connections hold every slot (one of them kept alive after a
+    // scrape, the others silent); a scrape on one more waits.
     let t0 = Instant::now();
-    let held: Vec<TcpStream> = (0..MAX_CONNECTIONS).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut held: Vec<TcpStream> = (1..MAX_CONNECTIONS).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut kept = TcpStream::connect(addr).unwrap();
+    kept.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut first = [0u8; 12];
+    kept.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200", "a kept-alive scrape");
+    let mut rest = vec![0u8; 1 << 20];
+    kept.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    while kept.read(&mut rest).is_ok_and(|n| n > 0) {}
+    held.push(kept);
     std::thread::sleep(Duration::from_millis(200));
     let mut extra = TcpStream::connect(addr).unwrap();
     extra.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
     extra.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
     assert!(extra.read(&mut [0u8; 64]).is_err(), "no answer while the slots are held");
     assert!(injected(&rt.block_on(dispatch(&mut client, inject())).unwrap()), "gRPC unaffected");
-    // The idle ones are closed by the header timeout, and the waiting scrape is answered.
+    // The idle ones are closed by the header timeout (the kept-alive one too: it applies to
+    // the wait for a next request), and the waiting scrape is answered.
     for mut s in held {
         s.set_read_timeout(Some(HEADER_TIMEOUT + Duration::from_secs(3))).unwrap();
         assert_eq!(s.read(&mut [0u8; 64]).unwrap_or(usize::MAX), 0, "an idle connection is closed");
@@ -610,6 +622,21 @@ async fn events_fired_inline_and_on_the_pool_carry_the_trace_id() {
         assert_eq!(body["trace_id"].as_str(), *want, "{hook}: {body}");
         figures.push(format!("{hook} on {thread}: {:?}", body["trace_id"].as_str()));
     }
-    eprintln!("FIGURES trace events: {figures:?}");
+    // The webhook's counts, and what one render of the exposition costs.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = srv.metrics_text();
+        if metric(&text, "coprocess_grpc_webhook_events_total", &[r#"result="posted""#]) == Some(4.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric(&text, "coprocess_grpc_webhook_events_total", &[r#"result="posted""#]), Some(4.0), "{text}");
+    let t0 = Instant::now();
+    for _ in 0..100 {
+        std::hint::black_box(srv.metrics_text());
+    }
+    let render = t0.elapsed() / 100;
+    eprintln!("FIGURES trace events: {figures:?}; one render of the {} byte exposition: {render:?}", text.len());
     srv.shutdown().await.unwrap();
 }
