@@ -307,6 +307,146 @@ async fn calls_for(client: &mut Client, time: Duration) -> Vec<Duration> {
     latencies
 }
 
+/// With Redis: store operations by op and result, the breaker's state and openings, and the
+/// pool's busy threads and queue while Redis hangs, as the exposition shows them.
+#[test]
+fn a_redis_hang_shows_in_the_store_pool_and_breaker_metrics() {
+    use prost::Message as _;
+    let _one = exclusive();
+    let Some(redis) = Redis::start() else {
+        eprintln!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut con = client.get_connection().unwrap();
+        redis::cmd("SET").arg("coprocess:hmac-k1").arg(HMAC_SECRET).query::<()>(&mut con).unwrap();
+    }
+    let dir = scratch("metrics-redis");
+    let mut cfg = json!({"HMACSignatureAuth": {"keys": {}, "store_prefix": "hmac-", "clock_skew_ms": 0, "session": {"rate": 100, "per": 1}}});
+    cfg.as_object_mut().unwrap().extend(reqhub_config().as_object().unwrap().clone());
+    let args = [
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--redis-url",
+        &redis.url(),
+        "--redis-timeout-ms",
+        "1500",
+        "--redis-breaker-failures",
+        "3",
+        "--redis-breaker-backoff-ms",
+        "60000",
+        "--blocking-threads",
+        "2",
+        "--blocking-queue",
+        "2",
+    ];
+    let srv = ServerProcess::start(&dir, &cfg, &args, None);
+    let addr = srv.metrics.unwrap();
+    let hmac = hmac_object(HMAC_SIGNATURE).encode_to_vec();
+    let rt = runtime();
+    let (before, during, after) = rt.block_on(async {
+        let mut c = tcp_client(srv.tcp).await;
+        for _ in 0..3 {
+            assert_eq!(verdict(&dispatch(&mut c, hmac.clone()).await.unwrap()).0, -1, "HMAC with the key in Redis");
+        }
+        let replayed = reqhub_object();
+        assert_eq!(verdict(&dispatch(&mut c, replayed.clone()).await.unwrap()).0, -1);
+        assert_eq!(verdict(&dispatch(&mut c, reqhub_object()).await.unwrap()).0, -1);
+        assert_eq!(verdict(&dispatch(&mut c, replayed).await.unwrap()).0, 403, "the replay");
+        let before = scrape(addr);
+        // Redis hangs: 4 HMAC calls, 2 on the pool's threads and 2 in its queue; a fifth is refused.
+        redis.pause(true);
+        let mut calls = Vec::new();
+        for _ in 0..4 {
+            let mut c = tcp_client(srv.tcp).await;
+            let bytes = hmac.clone();
+            calls.push(tokio::spawn(async move { dispatch(&mut c, bytes).await }));
+        }
+        // Until the four are on the pool (a scrape every 100 ms at most), then the fifth.
+        let mut during = String::new();
+        for _ in 0..10 {
+            during = tokio::task::spawn_blocking(move || scrape(addr)).await.unwrap();
+            let busy = metric(&during, "coprocess_grpc_pool_busy_threads", &[]);
+            if busy == Some(2.0) && metric(&during, "coprocess_grpc_pool_queue_depth", &[]) == Some(2.0) {
+                break;
+            }
+        }
+        let fifth = dispatch(&mut c, hmac.clone()).await;
+        for call in calls {
+            // Answered within the Redis timeout: the key reads as absent, 401.
+            assert_eq!(verdict(&call.await.unwrap().unwrap()).0, 401);
+        }
+        assert_eq!(fifth.unwrap_err().code(), tonic::Code::Unavailable, "the pool and its queue were full");
+        // One more call times out or finds the breaker open; by then 3 operations have timed
+        // out (the queued calls' may have found their deadline passed instead, which is not a
+        // Redis failure), so the next one fails at once.
+        assert_eq!(verdict(&dispatch(&mut c, hmac.clone()).await.unwrap()).0, 401);
+        let t0 = Instant::now();
+        assert_eq!(verdict(&dispatch(&mut c, hmac.clone()).await.unwrap()).0, 401);
+        assert!(t0.elapsed() < Duration::from_millis(250), "the breaker fails it at once: {:?}", t0.elapsed());
+        redis.pause(false);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        (before, during, scrape(addr))
+    });
+    let check = |text: &str, label: &str, want: &[(&str, &[&str], f64)]| {
+        let wrong: Vec<String> = want
+            .iter()
+            .filter_map(|(name, labels, v)| {
+                let got = metric(text, name, labels);
+                (got != Some(*v)).then(|| format!("{label}: {name}{labels:?} = {got:?}, want {v}"))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:#?}\n--- exposition:\n{text}");
+    };
+    let ops = "coprocess_grpc_store_operations_total";
+    check(
+        &before,
+        "before",
+        &[
+            (ops, &[r#"op="get""#, r#"result="ok""#], 3.0),
+            (ops, &[r#"op="set_if_absent""#, r#"result="stored""#], 2.0),
+            (ops, &[r#"op="set_if_absent""#, r#"result="present""#], 1.0),
+            ("coprocess_grpc_store_breaker_state", &[r#"state="closed""#], 1.0),
+            ("coprocess_grpc_store_breaker_opens_total", &[], 0.0),
+        ],
+    );
+    check(
+        &during,
+        "during",
+        &[("coprocess_grpc_pool_busy_threads", &[], 2.0), ("coprocess_grpc_pool_queue_depth", &[], 2.0)],
+    );
+    check(
+        &after,
+        "after",
+        &[
+            ("coprocess_grpc_pool_refused_total", &[], 1.0),
+            ("coprocess_grpc_calls_total", &[r#"method="Dispatch""#, r#"code="UNAVAILABLE""#], 1.0),
+            ("coprocess_grpc_pool_busy_threads", &[], 0.0),
+            ("coprocess_grpc_pool_queue_depth", &[], 0.0),
+            ("coprocess_grpc_store_breaker_state", &[r#"state="open""#], 1.0),
+            ("coprocess_grpc_store_breaker_state", &[r#"state="closed""#], 0.0),
+            ("coprocess_grpc_store_breaker_opens_total", &[], 1.0),
+            (ops, &[r#"op="get""#, r#"result="error""#], 0.0),
+        ],
+    );
+    // Six reads failed: at least 3 timed out (which opened the breaker), at least the last
+    // found the breaker open, and a queued one may have found its deadline passed.
+    let get = |r: &str| metric(&after, ops, &[r#"op="get""#, &format!("result=\"{r}\"")]).unwrap_or(-1.0);
+    let (timeout, deadline, open) = (get("timeout"), get("deadline"), get("breaker_open"));
+    assert!(timeout >= 3.0 && open >= 1.0 && timeout + deadline + open == 6.0, "{after}");
+    promtool_check(&after);
+    eprintln!(
+        "FIGURES metrics with Redis: during the hang {} busy, {} queued; after: get {:?}",
+        metric(&during, "coprocess_grpc_pool_busy_threads", &[]).unwrap_or(-1.0),
+        metric(&during, "coprocess_grpc_pool_queue_depth", &[]).unwrap_or(-1.0),
+        ["ok", "timeout", "deadline", "error", "breaker_open"]
+            .iter()
+            .map(|r| (r, metric(&after, ops, &[r#"op="get""#, &format!("result=\"{r}\"")]).unwrap_or(0.0)))
+            .collect::<Vec<_>>()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP/2 frames, for a client that ignores the advertised stream limit.
 
