@@ -31,14 +31,16 @@ import (
 
 // server is one coprocess-grpc process.
 type server struct {
-	t     testing.TB
-	cmd   *exec.Cmd
-	tcp   string
-	unix  string
-	mu    sync.Mutex
-	lines []map[string]interface{}
-	done  chan struct{}
-	err   error
+	t    testing.TB
+	cmd  *exec.Cmd
+	tcp  string
+	unix string
+	// metrics is the --metrics-listen address the serving line names ("" without it).
+	metrics string
+	mu      sync.Mutex
+	lines   []map[string]interface{}
+	done    chan struct{}
+	err     error
 }
 
 // startServer runs the binary with args and waits for its "serving" line.
@@ -86,6 +88,9 @@ func startServer(t testing.TB, args ...string) *server {
 		}
 		if v, ok := line["unix"].(string); ok {
 			s.unix = v
+		}
+		if v, ok := line["metrics"].(string); ok {
+			s.metrics = v
 		}
 	case <-s.done:
 		t.Fatalf("server exited before serving: %v; stderr: %v", s.err, s.logLines())

@@ -168,17 +168,28 @@ pub fn http_error(code: StatusCode, status: &Status) -> Response<ResponseBody> {
 
 /// Bytes of request messages held by all calls together.
 #[derive(Clone)]
-pub struct Budget(Arc<Semaphore>);
+pub struct Budget(Arc<Semaphore>, usize);
 
 impl Budget {
     /// A budget of `bytes`.
     pub fn new(bytes: usize) -> Self {
-        Budget(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
+        let bytes = bytes.min(Semaphore::MAX_PERMITS);
+        Budget(Arc::new(Semaphore::new(bytes)), bytes)
     }
 
     /// Bytes not held by any call now.
     pub fn available(&self) -> usize {
         self.0.available_permits()
+    }
+
+    /// The whole budget.
+    pub fn limit(&self) -> usize {
+        self.1
+    }
+
+    /// Bytes held by calls now.
+    pub fn in_use(&self) -> usize {
+        self.1.saturating_sub(self.available())
     }
 }
 

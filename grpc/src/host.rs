@@ -3,16 +3,21 @@
 //!
 //! - events go to a sink: the log (one JSON line per event), or an HTTP webhook that gets a
 //!   JSON POST per event from a background thread (a dispatch never waits for the webhook);
-//! - log lines go to stderr as JSON lines ([`crate::log`]), `source: "middleware"`;
+//!   both carry the trace id of the call that fired the event ([`crate::trace`]);
+//! - log lines go to stderr as JSON lines ([`crate::log`]), `source: "middleware"`, with the
+//!   request's trace id as the field `trace_id` (`Host::log_traced`);
 //! - the store is Redis (keys under a prefix, TTL as `SET .. EX`, `SET .. NX` for
 //!   `store_data_if_absent`) so that replay protection and stored secrets are shared by every
 //!   replica, or a process-local store with TTL ([`crate::store`]).
 
 use crate::log::{rfc3339_millis, Logger};
-pub use crate::store::{RedisStore, Store};
+use crate::metrics::StoreCounters;
+pub use crate::store::{RedisStore, Store, StoreFailure};
+use crate::trace::current_trace_id;
 use coprocess::{Host, LogLevel, StoreError};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,12 +31,36 @@ pub struct ServerHost {
     logger: Logger,
     events: EventSink,
     store: Store,
+    store_ops: StoreCounters,
+}
+
+// Indexes into metrics::STORE_OPS and STORE_RESULTS.
+const GET: usize = 0;
+const SET: usize = 1;
+const SET_IF_ABSENT: usize = 2;
+const OK: usize = 0;
+const MISS: usize = 1;
+const STORED: usize = 2;
+const PRESENT: usize = 3;
+
+fn failure_result(f: &StoreFailure) -> usize {
+    match f {
+        StoreFailure::Redis(e) if e.is_timeout() => 5,
+        StoreFailure::Redis(_) => 4,
+        StoreFailure::BreakerOpen => 6,
+        StoreFailure::DeadlinePassed => 7,
+    }
 }
 
 impl ServerHost {
     /// A host over a logger, an event sink and a store.
     pub fn new(logger: Logger, events: EventSink, store: Store) -> Self {
-        ServerHost { logger, events, store }
+        ServerHost { logger, events, store, store_ops: StoreCounters::default() }
+    }
+
+    /// Store operations by op and result (for the metrics).
+    pub fn store_operations(&self) -> &StoreCounters {
+        &self.store_ops
     }
 
     /// The event sink (to close it on shutdown).
@@ -46,48 +75,83 @@ impl ServerHost {
 }
 
 impl Host for ServerHost {
+    /// With the trace id of the call being dispatched on this thread, if any.
     fn trigger_event(&self, name: &str, payload: &str) {
-        self.events.send(&self.logger, name, payload);
+        let trace_id = current_trace_id();
+        self.events.send(&self.logger, name, payload, trace_id.as_ref().map(|t| t.as_str()));
     }
 
+    /// A line without a request trace id (the logger still adds the call's, for a line an
+    /// event handler writes during a traced `DispatchEvent`).
     fn log(&self, level: LogLevel, message: &str) {
         self.logger.log(level, "middleware", message, &[]);
     }
 
+    /// The trace id as a field of its own.
+    fn log_traced(&self, level: LogLevel, message: &str, trace_id: &str) {
+        self.logger.log(level, "middleware", message, &[("trace_id", Value::from(trace_id))]);
+    }
+
     /// A failed write is lost (the store logs it).
     fn store_data(&self, key: &str, value: &str, ttl: i64) {
-        match &self.store {
-            Store::Memory(m) => m.set(key, value, ttl),
-            Store::Redis(r) => {
-                let _ = r.set(key, value, ttl);
+        let result = match &self.store {
+            Store::Memory(m) => {
+                m.set(key, value, ttl);
+                OK
             }
-        }
+            Store::Redis(r) => match r.set(key, value, ttl) {
+                Ok(()) => OK,
+                Err(f) => failure_result(&f),
+            },
+        };
+        self.store_ops.count(SET, result);
     }
 
     /// A failed read is absent (the store logs it).
     fn get_data(&self, key: &str) -> Option<String> {
-        match &self.store {
-            Store::Memory(m) => m.get(key),
-            Store::Redis(r) => r.get(key).ok().flatten(),
-        }
+        let (value, result) = match &self.store {
+            Store::Memory(m) => {
+                let v = m.get(key);
+                let r = if v.is_some() { OK } else { MISS };
+                (v, r)
+            }
+            Store::Redis(r) => match r.get(key) {
+                Ok(Some(v)) => (Some(v), OK),
+                Ok(None) => (None, MISS),
+                Err(f) => (None, failure_result(&f)),
+            },
+        };
+        self.store_ops.count(GET, result);
+        value
     }
 
     /// Atomic in both stores: `SET .. NX` in Redis, one lock in memory. A failed, timed-out or
     /// breaker-refused Redis operation is [`StoreError::Unavailable`].
     fn store_data_if_absent(&self, key: &str, value: &str, ttl: i64) -> Result<bool, StoreError> {
-        match &self.store {
+        let outcome = match &self.store {
             Store::Memory(m) => Ok(m.set_if_absent(key, value, ttl)),
-            Store::Redis(r) => r.set_if_absent(key, value, ttl).map_err(|_| StoreError::Unavailable),
-        }
+            Store::Redis(r) => r.set_if_absent(key, value, ttl),
+        };
+        let result = match &outcome {
+            Ok(true) => STORED,
+            Ok(false) => PRESENT,
+            Err(f) => failure_result(f),
+        };
+        self.store_ops.count(SET_IF_ABSENT, result);
+        outcome.map_err(|_| StoreError::Unavailable)
     }
 }
 
-/// The JSON body of one event: `{"event": name, "payload": <JSON>, "time": RFC 3339}`. A
-/// payload that is JSON (every built-in sends JSON) is embedded as a value, anything else as
-/// a string.
-pub fn event_body(name: &str, payload: &str, at: SystemTime) -> String {
+/// The JSON body of one event: `{"event": name, "payload": <JSON>, "time": RFC 3339}`, and
+/// `"trace_id"` when the call that fired it had one. A payload that is JSON (every built-in
+/// sends JSON) is embedded as a value, anything else as a string.
+pub fn event_body(name: &str, payload: &str, at: SystemTime, trace_id: Option<&str>) -> String {
     let payload = serde_json::from_str::<Value>(payload).unwrap_or_else(|_| Value::String(payload.to_owned()));
-    json!({"event": name, "payload": payload, "time": rfc3339_millis(at)}).to_string()
+    let mut body = json!({"event": name, "payload": payload, "time": rfc3339_millis(at)});
+    if let Some(id) = trace_id {
+        body["trace_id"] = Value::from(id);
+    }
+    body.to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -95,21 +159,34 @@ pub fn event_body(name: &str, payload: &str, at: SystemTime) -> String {
 
 /// Where `trigger_event` goes.
 pub enum EventSink {
-    /// A log line at level info per event (`msg: "event"`, fields `event` and `payload`).
+    /// A log line at level info per event (`msg: "event"`, fields `event`, `payload` and
+    /// `trace_id` when the call had one).
     Log,
     /// A JSON POST per event to a URL, from a background thread.
     Webhook(Webhook),
 }
 
 impl EventSink {
-    fn send(&self, logger: &Logger, name: &str, payload: &str) {
+    fn send(&self, logger: &Logger, name: &str, payload: &str, trace_id: Option<&str>) {
         match self {
             EventSink::Log => {
                 let payload =
                     serde_json::from_str::<Value>(payload).unwrap_or_else(|_| Value::String(payload.to_owned()));
-                logger.log(LogLevel::Info, "event", "event", &[("event", Value::from(name)), ("payload", payload)]);
+                let mut fields = vec![("event", Value::from(name)), ("payload", payload)];
+                if let Some(id) = trace_id {
+                    fields.push(("trace_id", Value::from(id)));
+                }
+                logger.log(LogLevel::Info, "event", "event", &fields);
             }
-            EventSink::Webhook(w) => w.send(logger, name, payload),
+            EventSink::Webhook(w) => w.send(logger, name, payload, trace_id),
+        }
+    }
+
+    /// Webhook events posted, failed and dropped so far; `None` for the log sink.
+    pub fn webhook_counts(&self) -> Option<[u64; 3]> {
+        match self {
+            EventSink::Log => None,
+            EventSink::Webhook(w) => Some(w.counts.get()),
         }
     }
 
@@ -127,6 +204,22 @@ pub struct Webhook {
     tx: Mutex<Option<SyncSender<String>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     done: Arc<(Mutex<bool>, parking_lot::Condvar)>,
+    counts: Arc<WebhookCounts>,
+}
+
+/// Events posted (2xx), failed (another status, or unreachable) and dropped (queue full or
+/// stopped).
+#[derive(Default)]
+struct WebhookCounts([AtomicU64; 3]);
+
+impl WebhookCounts {
+    fn add(&self, i: usize) {
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> [u64; 3] {
+        [0, 1, 2].map(|i| self.0[i].load(Ordering::Relaxed))
+    }
 }
 
 impl Webhook {
@@ -150,20 +243,22 @@ impl Webhook {
             .into();
         let done = Arc::new((Mutex::new(false), parking_lot::Condvar::new()));
         let worker_done = done.clone();
+        let counts = Arc::new(WebhookCounts::default());
+        let worker_counts = counts.clone();
         let url = url.to_owned();
         let worker = std::thread::Builder::new()
             .name("event-webhook".into())
             .spawn(move || {
-                post_loop(&agent, &url, rx, &logger);
+                post_loop(&agent, &url, rx, &logger, &worker_counts);
                 *worker_done.0.lock() = true;
                 worker_done.1.notify_all();
             })
             .map_err(|e| format!("cannot start the event webhook thread: {e}"))?;
-        Ok(Webhook { tx: Mutex::new(Some(tx)), worker: Mutex::new(Some(worker)), done })
+        Ok(Webhook { tx: Mutex::new(Some(tx)), worker: Mutex::new(Some(worker)), done, counts })
     }
 
-    fn send(&self, logger: &Logger, name: &str, payload: &str) {
-        let body = event_body(name, payload, SystemTime::now());
+    fn send(&self, logger: &Logger, name: &str, payload: &str, trace_id: Option<&str>) {
+        let body = event_body(name, payload, SystemTime::now(), trace_id);
         let tx = self.tx.lock().clone();
         let outcome = match tx {
             Some(tx) => tx.try_send(body),
@@ -172,9 +267,11 @@ impl Webhook {
         match outcome {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                self.counts.add(2);
                 logger.warn("event webhook queue full, event dropped", &[("event", Value::from(name))]);
             }
             Err(TrySendError::Disconnected(_)) => {
+                self.counts.add(2);
                 logger.warn("event webhook stopped, event dropped", &[("event", Value::from(name))]);
             }
         }
@@ -198,16 +295,22 @@ impl Webhook {
     }
 }
 
-fn post_loop(agent: &ureq::Agent, url: &str, rx: Receiver<String>, logger: &Logger) {
+fn post_loop(agent: &ureq::Agent, url: &str, rx: Receiver<String>, logger: &Logger, counts: &WebhookCounts) {
     for body in rx {
         let result = agent.post(url).header("Content-Type", "application/json").send(body.as_bytes());
         match result {
-            Ok(resp) if resp.status().is_success() => {}
-            Ok(resp) => logger.warn(
-                "event webhook answered with an error status",
-                &[("status", Value::from(resp.status().as_u16()))],
-            ),
-            Err(e) => logger.warn("event webhook unreachable", &[("error", Value::from(e.to_string()))]),
+            Ok(resp) if resp.status().is_success() => counts.add(0),
+            Ok(resp) => {
+                counts.add(1);
+                logger.warn(
+                    "event webhook answered with an error status",
+                    &[("status", Value::from(resp.status().as_u16()))],
+                )
+            }
+            Err(e) => {
+                counts.add(1);
+                logger.warn("event webhook unreachable", &[("error", Value::from(e.to_string()))])
+            }
         }
     }
 }
@@ -220,10 +323,10 @@ mod tests {
     #[test]
     fn event_bodies_embed_json_payloads() {
         let at = UNIX_EPOCH + Duration::from_secs(1_714_737_642);
-        let v: Value = serde_json::from_str(&event_body("E", r#"{"a":[1,2]}"#, at)).unwrap();
+        let v: Value = serde_json::from_str(&event_body("E", r#"{"a":[1,2]}"#, at, None)).unwrap();
         assert_eq!(v, json!({"event": "E", "payload": {"a": [1, 2]}, "time": "2024-05-03T12:00:42.000Z"}));
-        let v: Value = serde_json::from_str(&event_body("E", "not json \"", at)).unwrap();
-        assert_eq!(v["payload"], "not json \"");
+        let v: Value = serde_json::from_str(&event_body("E", "not json \"", at, Some("ab"))).unwrap();
+        assert_eq!((v["payload"].as_str(), v["trace_id"].as_str()), (Some("not json \""), Some("ab")));
     }
 
     #[test]
@@ -305,13 +408,16 @@ mod tests {
         let hook = Webhook::start(&url, Duration::from_secs(5), Logger::new(LogLevel::Error)).unwrap();
         let sink = EventSink::Webhook(hook);
         let l = Logger::new(LogLevel::Error);
-        sink.send(&l, "First", r#"{"n":1}"#);
-        sink.send(&l, "Second", "plain");
+        sink.send(&l, "First", r#"{"n":1}"#, Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        sink.send(&l, "Second", "plain", None);
         sink.close(Duration::from_secs(10));
+        assert_eq!(sink.webhook_counts(), Some([2, 0, 0]), "posted, failed, dropped");
         let bodies = server.join().unwrap();
         let first: Value = serde_json::from_str(&bodies[0]).unwrap();
         let second: Value = serde_json::from_str(&bodies[1]).unwrap();
         assert_eq!((first["event"].as_str(), first["payload"]["n"].as_i64()), (Some("First"), Some(1)));
         assert_eq!((second["event"].as_str(), second["payload"].as_str()), (Some("Second"), Some("plain")));
+        assert_eq!(first["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(second.get("trace_id").is_none());
     }
 }

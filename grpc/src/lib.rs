@@ -8,6 +8,10 @@
 //! - [`grpc`]: the gRPC protocol over hyper's HTTP/2 (strict unary requests, answers).
 //! - [`host::ServerHost`]: events to a log or webhook, JSON-line logs, the [`store`] (Redis
 //!   with one deadline per operation and a circuit breaker, or memory).
+//! - [`metrics`]: the server's counters and gauges (`coprocess_grpc_*`), served with the
+//!   library's by [`metrics_server`] on `--metrics-listen`.
+//! - [`trace`]: the W3C trace id of a call, from its `traceparent` metadata, on the thread
+//!   that dispatches it.
 //! - [`codec::RawCodec`]: the client's pass-through codec for `Dispatch`.
 //! - [`pb`]: the generated client (`pb::dispatcher_client::DispatcherClient`).
 //!
@@ -19,11 +23,14 @@ pub mod codec;
 pub mod grpc;
 pub mod host;
 pub mod log;
+pub mod metrics;
+pub mod metrics_server;
 pub mod options;
 pub mod pool;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod trace;
 
 /// The generated `coprocess.Dispatcher` client (from proto/coprocess.proto).
 #[allow(missing_docs, clippy::all)]

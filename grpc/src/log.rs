@@ -3,7 +3,9 @@
 //! `{"time":"2024-05-03T12:00:42.123Z","level":"info","source":"server","msg":"...",...}`:
 //! `time` is UTC with milliseconds, `level` one of debug|info|warning|error (the library's
 //! levels), `source` is `server` for the server's own lines and `middleware` for lines the
-//! middleware writes through the host's `log`; extra fields follow. Each line is written with
+//! middleware writes through the host's `log`; extra fields follow (`trace_id` on every line
+//! written while a call with a trace id is dispatched on the thread, see [`crate::trace`]).
+//! Each line is written with
 //! one `write` call under the stderr lock, so concurrent lines never interleave.
 
 use coprocess::LogLevel;
@@ -34,6 +36,15 @@ impl Logger {
         if !self.enabled(level) {
             return;
         }
+        // A line written while a call is dispatched on this thread carries the call's trace id.
+        let traced;
+        let fields = match crate::trace::current_trace_id() {
+            Some(id) if !fields.iter().any(|(k, _)| *k == "trace_id") => {
+                traced = [fields, &[("trace_id", Value::from(id.as_str()))]].concat();
+                &traced[..]
+            }
+            _ => fields,
+        };
         let mut line = format_line(SystemTime::now(), level, source, msg, fields);
         line.push('\n');
         let stderr = std::io::stderr();

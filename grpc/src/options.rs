@@ -19,6 +19,9 @@
 //! | `redis_timeout_ms` | 2000 | one whole Redis operation, connection setup included |
 //! | `redis_breaker_failures` / `redis_breaker_backoff_ms` | 5 / 2000 | consecutive failures that open the breaker, time it stays open |
 //! | `error_log_interval_ms` | 10000 | at most one line per interval for repeated store and overload errors |
+//!
+//! `metrics_listen` (unset: off) serves `GET /metrics` over HTTP/1.1 on a TCP address, with
+//! bounds of its own ([`crate::metrics_server`]).
 
 use coprocess::LogLevel;
 use serde::Deserialize;
@@ -92,6 +95,8 @@ pub struct Options {
     /// At most one log line per this interval for each kind of repeated error (failed store
     /// operations, refused calls and connections), with the count of the suppressed ones.
     pub error_log_interval_ms: u64,
+    /// TCP address of the HTTP/1.1 metrics endpoint (`GET /metrics`); unset: none.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Options {
@@ -125,6 +130,7 @@ impl Default for Options {
             redis_breaker_failures: 5,
             redis_breaker_backoff_ms: 2000,
             error_log_interval_ms: 10_000,
+            metrics_listen: None,
         }
     }
 }
@@ -179,6 +185,8 @@ Host callbacks:
   --event-sink log|URL       events to the log, or POSTed as JSON to an http(s) URL (default log)
   --event-timeout-ms MS      webhook POST timeout (default 5000)
   --log-level LEVEL          debug|info|warning|error (default info)
+Observability:
+  --metrics-listen ADDR      HTTP/1.1 GET /metrics (Prometheus text) on this TCP address (default: off)
 Other:
   --config FILE              JSON file with any of the options above (snake_case keys)
   --help, --version
@@ -263,6 +271,7 @@ fn apply(o: &mut Options, name: &str, value: String) -> Result<(), String> {
         "redis-breaker-failures" => o.redis_breaker_failures = number(name, &value)?,
         "redis-breaker-backoff-ms" => o.redis_breaker_backoff_ms = number(name, &value)?,
         "error-log-interval-ms" => o.error_log_interval_ms = number(name, &value)?,
+        "metrics-listen" => o.metrics_listen = Some(value),
         other => return Err(format!("unknown option --{other} (see --help)")),
     }
     Ok(())

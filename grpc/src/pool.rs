@@ -1,10 +1,12 @@
 //! A fixed set of threads for the dispatches that may wait (on Redis or the network), with a
 //! bounded queue: a call that finds every thread busy and the queue full is refused at once
 //! (the server answers `UNAVAILABLE`) instead of waiting without limit. The threads live as
-//! long as the server, so the library's per-thread `config_data` cache stays warm.
+//! long as the server, so the library's per-thread `config_data` cache stays warm. Jobs
+//! queued, threads busy and calls refused are counted with atomics ([`PoolStats`]).
 
 use parking_lot::Mutex;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -16,6 +18,32 @@ pub struct BlockingPool {
     tx: SyncSender<Job>,
     threads: usize,
     queue: usize,
+    stats: Arc<PoolStats>,
+}
+
+/// What the pool is doing, for the metrics.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    queued: AtomicUsize,
+    busy: AtomicUsize,
+    refused: AtomicU64,
+}
+
+impl PoolStats {
+    /// Jobs waiting for a thread now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Threads running a job now.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Jobs refused (every thread busy and the queue full) so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
 }
 
 /// Every thread is busy and the queue is full.
@@ -28,16 +56,22 @@ impl BlockingPool {
         let threads = threads.max(1);
         let (tx, rx) = mpsc::sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
+        let stats = Arc::new(PoolStats::default());
         for i in 0..threads {
-            let rx = rx.clone();
-            std::thread::Builder::new().name(format!("coprocess-blocking-{i}")).spawn(move || worker(&rx))?;
+            let (rx, stats) = (rx.clone(), stats.clone());
+            std::thread::Builder::new().name(format!("coprocess-blocking-{i}")).spawn(move || worker(&rx, &stats))?;
         }
-        Ok(BlockingPool { tx, threads, queue })
+        Ok(BlockingPool { tx, threads, queue, stats })
     }
 
     /// Threads, queue length.
     pub fn size(&self) -> (usize, usize) {
         (self.threads, self.queue)
+    }
+
+    /// Jobs queued, threads busy, jobs refused.
+    pub fn stats(&self) -> &Arc<PoolStats> {
+        &self.stats
     }
 
     /// Queue `f`; its result arrives on the receiver (which errs if `f` panicked).
@@ -51,18 +85,29 @@ impl BlockingPool {
                 let _ = done.send(v);
             }
         });
+        // Counted before it is sent, so a worker taking it at once never counts below zero.
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(job) {
             Ok(()) => Ok(result),
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(Full),
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                Err(Full)
+            }
         }
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>) {
+fn worker(rx: &Mutex<Receiver<Job>>, stats: &PoolStats) {
     loop {
         let job = rx.lock().recv();
         match job {
-            Ok(job) => job(),
+            Ok(job) => {
+                stats.busy.fetch_add(1, Ordering::Relaxed);
+                stats.queued.fetch_sub(1, Ordering::Relaxed);
+                job();
+                stats.busy.fetch_sub(1, Ordering::Relaxed);
+            }
             Err(_) => return,
         }
     }
@@ -92,6 +137,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(pool.try_run(|| 0).err(), Some(Full));
+        let s = pool.stats();
+        assert_eq!((s.busy(), s.queued(), s.refused()), (2, 3, 1));
         for _ in 0..5 {
             release.send(()).unwrap();
         }
@@ -104,5 +151,13 @@ mod tests {
         let panicked = pool.try_run(|| panic!("on purpose")).unwrap();
         assert!(panicked.await.is_err(), "a panic drops the result");
         assert_eq!(pool.try_run(|| 7).unwrap().await.unwrap(), 7, "the thread survives a panic");
+        // The busy count drops after the job's result is sent.
+        for _ in 0..100 {
+            if s.busy() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!((s.busy(), s.queued(), s.refused()), (0, 0, 1));
     }
 }

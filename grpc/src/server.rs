@@ -12,10 +12,14 @@
 //! Shutdown: every connection gets GOAWAY; one without a running call closes at once (calls
 //! still receiving their request end with `UNAVAILABLE`); the others close when their running
 //! calls have answered, up to `--shutdown-timeout-ms` in all.
+//!
+//! With `--metrics-listen`, [`crate::metrics_server`] serves [`Server::metrics_text`] on a
+//! thread of its own.
 
 use crate::grpc::{Budget, ResponseBody};
 use crate::host::{EventSink, RedisStore, ServerHost, Store, Webhook};
 use crate::log::{Logger, RateLimited};
+use crate::metrics::{FrameScan, Gauges, ServerMetrics};
 use crate::options::Options;
 use crate::pool::BlockingPool;
 use crate::service::{DispatchService, ServiceSettings};
@@ -54,13 +58,52 @@ pub struct Server {
     pub unix: Option<PathBuf>,
     /// The connection limit in force.
     pub max_connections: usize,
+    /// The bound metrics address, with `--metrics-listen`.
+    pub metrics: Option<SocketAddr>,
     runtime: Arc<Runtime>,
     host: Arc<ServerHost>,
     logger: Logger,
     health: HealthReporter,
     shutdown: watch::Sender<bool>,
     shared: Arc<Shared>,
+    scrape: Scrape,
     grace: Duration,
+}
+
+/// What a scrape reads.
+#[derive(Clone)]
+struct Scrape {
+    shared: Arc<Shared>,
+    host: Arc<ServerHost>,
+    runtime: Arc<Runtime>,
+}
+
+impl Scrape {
+    fn render(&self) -> String {
+        let service = &self.shared.service;
+        let (pool_threads, pool_queue_capacity) = service.pool().size();
+        let pool = service.pool().stats();
+        let gauges = Gauges {
+            connections_open: self.shared.open.load(Ordering::Relaxed),
+            connections_max: self.shared.max_connections,
+            pool_threads,
+            pool_busy: pool.busy(),
+            pool_queued: pool.queued(),
+            pool_queue_capacity,
+            pool_refused: pool.refused(),
+            memory_in_use: service.budget().in_use(),
+            memory_limit: service.budget().limit(),
+            breaker: match self.host.store() {
+                Store::Redis(r) => Some(r.breaker_status()),
+                Store::Memory(_) => None,
+            },
+            webhook: self.host.events().webhook_counts(),
+        };
+        let mut out = String::with_capacity(32 << 10);
+        crate::metrics::render(&mut out, &self.shared.metrics, &gauges, self.host.store_operations());
+        out.push_str(&self.runtime.metrics());
+        out
+    }
 }
 
 fn runtime_for(opts: &Options, registry: Registry, host: Arc<ServerHost>) -> Result<Runtime, String> {
@@ -183,6 +226,7 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
 
     let (health, _) = tonic_health::server::health_reporter();
     health.set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving).await;
+    let metrics = Arc::new(ServerMetrics::default());
     let pool = BlockingPool::new(opts.blocking_threads, opts.blocking_queue)
         .map_err(|e| format!("cannot start the blocking threads: {e}"))?;
     let service = DispatchService::new(
@@ -199,6 +243,7 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
             log_interval,
         },
         logger.clone(),
+        metrics.clone(),
     );
 
     // Bind every listener before serving any, so a failure leaves nothing running.
@@ -211,6 +256,13 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
     let tls = match (&opts.tls_cert, &opts.tls_key) {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
         _ => None,
+    };
+    let metrics_listener = match &opts.metrics_listen {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr.as_str())
+                .map_err(|e| format!("cannot listen on {addr} for the metrics: {e}"))?,
+        ),
+        None => None,
     };
     let unix_listener = match &opts.unix {
         Some(path) => {
@@ -254,7 +306,16 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
         accept_log: RateLimited::new(log_interval),
         reserve_fd: Mutex::new(std::fs::File::open("/dev/null").ok()),
         logger: logger.clone(),
+        metrics,
     });
+    let scrape = Scrape { shared: shared.clone(), host: host.clone(), runtime: runtime.clone() };
+    let mut metrics_addr = None;
+    if let Some(listener) = metrics_listener {
+        metrics_addr = Some(listener.local_addr().map_err(|e| e.to_string())?);
+        let scrape = scrape.clone();
+        crate::metrics_server::start(listener, Arc::new(move || scrape.render()), shared.stop.clone(), logger.clone())
+            .map_err(|e| format!("cannot start the metrics listener: {e}"))?;
+    }
 
     let mut tcp = None;
     if let Some(listener) = tcp_listener {
@@ -270,6 +331,7 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
         &[
             ("tcp", tcp.map_or(Value::Null, |a| Value::from(a.to_string()))),
             ("unix", unix.as_ref().map_or(Value::Null, |p: &PathBuf| Value::from(p.display().to_string()))),
+            ("metrics", metrics_addr.map_or(Value::Null, |a| Value::from(a.to_string()))),
             ("tls", Value::from(opts.tls_cert.is_some())),
             ("store", Value::from(if opts.redis_url.is_some() { "redis" } else { "memory" })),
             ("event_sink", Value::from(if opts.event_sink == "log" { "log" } else { "webhook" })),
@@ -285,6 +347,8 @@ pub async fn start_with(opts: Options, registry: Registry) -> Result<Server, Str
         tcp,
         unix,
         max_connections,
+        metrics: metrics_addr,
+        scrape,
         runtime,
         host,
         logger,
@@ -311,6 +375,7 @@ struct Shared {
     accept_log: RateLimited,
     reserve_fd: Mutex<Option<std::fs::File>>,
     logger: Logger,
+    metrics: Arc<ServerMetrics>,
 }
 
 /// A listener the accept loop can poll.
@@ -361,6 +426,7 @@ async fn accept_loop<L: Accept>(listener: L, shared: Arc<Shared>) {
                 backoff = MIN_BACKOFF;
                 if shared.open.load(Ordering::Acquire) >= shared.max_connections {
                     drop(io);
+                    shared.metrics.connections_refused_limit.fetch_add(1, Ordering::Relaxed);
                     shared.refused_log.log(
                         &shared.logger,
                         LogLevel::Warning,
@@ -370,6 +436,7 @@ async fn accept_loop<L: Accept>(listener: L, shared: Arc<Shared>) {
                     continue;
                 }
                 shared.open.fetch_add(1, Ordering::AcqRel);
+                shared.metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
                 let s = shared.clone();
                 tokio::spawn(async move {
                     serve_connection::<L>(io, &s).await;
@@ -422,6 +489,7 @@ fn refuse_pending_with_reserve<L: Accept>(listener: &L, shared: &Shared) -> usiz
         }
     }
     *reserve = std::fs::File::open("/dev/null").ok();
+    shared.metrics.connections_refused_fds.fetch_add(refused as u64, Ordering::Relaxed);
     if refused > 0 {
         shared.refused_log.log(
             &shared.logger,
@@ -433,10 +501,22 @@ fn refuse_pending_with_reserve<L: Accept>(listener: &L, shared: &Shared) -> usiz
     refused
 }
 
-/// The bytes read while checking the preface, served again before the rest of the stream.
+/// The bytes read while checking the preface, served again before the rest of the stream;
+/// the frames written are scanned for refused streams (for the metrics).
 struct Rewind<T> {
     prefix: Option<&'static [u8]>,
     inner: T,
+    scan: FrameScan,
+    metrics: Arc<ServerMetrics>,
+}
+
+impl<T> Rewind<T> {
+    fn wrote(&mut self, bytes: &[u8]) {
+        let refused = self.scan.scan(bytes);
+        if refused > 0 {
+            self.metrics.streams_refused.fetch_add(refused, Ordering::Relaxed);
+        }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
@@ -455,14 +535,29 @@ impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.wrote(&buf[..n]);
+        }
+        r
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(mut n)) = r {
+            for b in bufs {
+                let take = n.min(b.len());
+                self.wrote(&b[..take]);
+                n -= take;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        r
     }
     /// No: h2 then copies DATA frames under 1024 bytes into its buffer (instead of under 256
     /// with vectored writes), so a small answer's frames leave in one write (see
@@ -478,42 +573,55 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
     }
 }
 
-async fn read_preface<T: AsyncRead + Unpin>(mut io: T) -> io::Result<Rewind<T>> {
+async fn read_preface<T: AsyncRead + Unpin>(mut io: T, metrics: &Arc<ServerMetrics>) -> io::Result<Rewind<T>> {
     let mut got = [0u8; 24];
     io.read_exact(&mut got).await?;
     if &got != PREFACE {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "not an HTTP/2 connection preface"));
     }
-    Ok(Rewind { prefix: Some(PREFACE), inner: io })
+    Ok(Rewind { prefix: Some(PREFACE), inner: io, scan: FrameScan::default(), metrics: metrics.clone() })
 }
 
 /// TLS (on TCP when configured) and the preface within the handshake timeout, then HTTP/2.
 async fn serve_connection<L: Accept>(io: L::Io, shared: &Arc<Shared>) {
     let mut stop = shared.stop.clone();
     let deadline = tokio::time::sleep(shared.handshake_timeout);
+    let failed = || shared.metrics.handshakes_failed.fetch_add(1, Ordering::Relaxed);
     match (&shared.tls, L::TLS) {
         (Some(acceptor), true) => {
             let handshake = async {
                 let tls = acceptor.accept(io).await?;
-                read_preface(tls).await
+                read_preface(tls, &shared.metrics).await
             };
             let io = tokio::select! {
                 r = handshake => r,
-                _ = deadline => return,
+                _ = deadline => {
+                    failed();
+                    return;
+                }
                 _ = stop.wait_for(|s| *s) => return,
             };
-            if let Ok(io) = io {
-                serve_http2(io, shared).await;
+            match io {
+                Ok(io) => serve_http2(io, shared).await,
+                Err(_) => {
+                    failed();
+                }
             }
         }
         _ => {
             let io = tokio::select! {
-                r = read_preface(io) => r,
-                _ = deadline => return,
+                r = read_preface(io, &shared.metrics) => r,
+                _ = deadline => {
+                    failed();
+                    return;
+                }
                 _ = stop.wait_for(|s| *s) => return,
             };
-            if let Ok(io) = io {
-                serve_http2(io, shared).await;
+            match io {
+                Ok(io) => serve_http2(io, shared).await,
+                Err(_) => {
+                    failed();
+                }
             }
         }
     }
@@ -617,6 +725,12 @@ impl Server {
     /// Open connections now.
     pub fn open_connections(&self) -> usize {
         self.shared.open.load(Ordering::Acquire)
+    }
+
+    /// The exposition `--metrics-listen` serves: the server's metrics (`coprocess_grpc_*`)
+    /// followed by the library's (`coprocess_*`), Prometheus text format 0.0.4.
+    pub fn metrics_text(&self) -> String {
+        self.scrape.render()
     }
 
     /// Reload the middleware configuration (what SIGHUP does). On error the previous

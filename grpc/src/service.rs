@@ -10,13 +10,22 @@
 //! the pool: an event handler says nothing about what it waits on.
 //!
 //! A failure becomes a gRPC status (see [`status_for`]); panics are caught by the library.
+//!
+//! Every call is counted by method and gRPC status with its duration ([`ServerMetrics`]), and
+//! dispatched with its trace id ([`crate::trace`]): the `traceparent` metadata goes to
+//! [`Runtime::dispatch_traced`], and the call's [`CallTrace`] is this thread's current call
+//! for the time of the dispatch, inline or on the pool, so events and log lines written
+//! meanwhile carry it. The server's own lines about a call (failed, refused, timed out) carry
+//! it as `trace_id` too.
 
 use crate::grpc::{self, Budget, ContentType, ResponseBody};
 use crate::log::{Logger, RateLimited};
+use crate::metrics::{Method, ServerMetrics};
 use crate::pool::BlockingPool;
+use crate::trace::{self, CallTrace, TraceId};
 use bytes::Bytes;
 use coprocess::{Blocking, Code, Error, Runtime};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body::Body;
 use prost::Message as _;
 use serde_json::Value;
@@ -86,11 +95,46 @@ pub struct DispatchService {
     settings: ServiceSettings,
     logger: Logger,
     refused: RateLimited,
+    timeouts: RateLimited,
+    metrics: Arc<ServerMetrics>,
+}
+
+/// Counts a call when it ends: with the status it was answered with, or `CANCELLED` when it
+/// is dropped first (the client reset the stream or the connection went away).
+struct CallRecord<'a> {
+    metrics: &'a ServerMetrics,
+    method: Method,
+    started: Instant,
+    code: Option<u32>,
+}
+
+impl Drop for CallRecord<'_> {
+    fn drop(&mut self) {
+        let code = self.code.unwrap_or(tonic::Code::Cancelled as u32);
+        self.metrics.call(self.method, code, self.started.elapsed());
+    }
+}
+
+/// The gRPC status an answer carries in its headers (a trailers-only error), else OK (a
+/// unary answer's trailers are `grpc-status: 0`, a health `Watch` stream has begun).
+fn answered_code(resp: &Response<ResponseBody>) -> u32 {
+    match resp.headers().get("grpc-status") {
+        None => tonic::Code::Ok as u32,
+        Some(v) => v.to_str().ok().and_then(|v| v.parse().ok()).unwrap_or(tonic::Code::Unknown as u32),
+    }
+}
+
+/// `trace_id` as a log field, when there is one.
+fn with_trace(mut fields: Vec<(&str, Value)>, id: Option<TraceId>) -> Vec<(&str, Value)> {
+    if let Some(id) = id {
+        fields.push(("trace_id", Value::from(id.as_str())));
+    }
+    fields
 }
 
 impl DispatchService {
     /// A service dispatching through `runtime`, waiting dispatches on `pool`, request
-    /// messages held within `budget`, health answered from `health`.
+    /// messages held within `budget`, health answered from `health`, calls counted in `metrics`.
     pub fn new(
         runtime: Arc<Runtime>,
         pool: BlockingPool,
@@ -98,19 +142,59 @@ impl DispatchService {
         health: HealthService,
         settings: ServiceSettings,
         logger: Logger,
+        metrics: Arc<ServerMetrics>,
     ) -> Self {
         let refused = RateLimited::new(settings.log_interval);
-        DispatchService { runtime, pool, budget, health: HealthServer::new(health), settings, logger, refused }
+        let timeouts = RateLimited::new(settings.log_interval);
+        DispatchService {
+            runtime,
+            pool,
+            budget,
+            health: HealthServer::new(health),
+            settings,
+            logger,
+            refused,
+            timeouts,
+            metrics,
+        }
     }
 
-    /// Answer one HTTP/2 request. `stop` turns true at shutdown: a call still receiving its
-    /// request then ends at once with `UNAVAILABLE`; a call already dispatching finishes.
-    pub async fn handle<B>(&self, req: Request<B>, mut stop: watch::Receiver<bool>) -> Response<ResponseBody>
+    /// The blocking pool (its statistics, for the metrics).
+    pub fn pool(&self) -> &BlockingPool {
+        &self.pool
+    }
+
+    /// The request memory budget.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Answer one HTTP/2 request, counted in the metrics by method and status. `stop` turns
+    /// true at shutdown: a call still receiving its request then ends at once with
+    /// `UNAVAILABLE`; a call already dispatching finishes.
+    pub async fn handle<B>(&self, req: Request<B>, stop: watch::Receiver<bool>) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: std::fmt::Display,
     {
-        if req.method() != Method::POST {
+        let method = Method::of_path(req.uri().path());
+        let mut record = CallRecord { metrics: &self.metrics, method, started: Instant::now(), code: None };
+        let resp = self.answer(req, stop, method).await;
+        record.code = Some(answered_code(&resp));
+        resp
+    }
+
+    async fn answer<B>(
+        &self,
+        req: Request<B>,
+        mut stop: watch::Receiver<bool>,
+        method: Method,
+    ) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: std::fmt::Display,
+    {
+        if req.method() != http::Method::POST {
             return grpc::http_error(StatusCode::METHOD_NOT_ALLOWED, &Status::unimplemented("gRPC calls are POST"));
         }
         if grpc::content_type(req.headers()) != ContentType::Grpc {
@@ -125,6 +209,7 @@ impl DispatchService {
             p if p.starts_with(HEALTH) => Route::Health,
             p => return grpc::error(&Status::unimplemented(format!("unknown method {p}"))),
         };
+        let trace_id = TraceId::from_metadata(req.headers());
         let arrived = Instant::now();
         let client_deadline = grpc::timeout(req.headers()).map(|t| arrived + t);
         let read_deadline = match client_deadline {
@@ -145,20 +230,28 @@ impl DispatchService {
             Ok(m) => m,
             Err(s) => {
                 if s.message() == grpc::BUDGET_IN_USE {
-                    self.overloaded(&s);
+                    self.metrics.memory_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.overloaded(method, &s, trace_id);
+                } else if s.code() == tonic::Code::DeadlineExceeded {
+                    self.timed_out(method, &s, trace_id);
                 }
                 return grpc::error(&s);
             }
         };
         if client_deadline.is_some_and(|d| d <= Instant::now()) {
-            return grpc::error(&Status::deadline_exceeded("the call's grpc-timeout passed before it could run"));
+            let s = Status::deadline_exceeded("the call's grpc-timeout passed before it could run");
+            self.timed_out(method, &s, trace_id);
+            return grpc::error(&s);
         }
         match route {
-            Route::Dispatch => match self.dispatch(message.bytes.clone(), client_deadline).await {
-                Ok(answer) => grpc::answer(&answer),
-                Err(s) => grpc::error(&s),
-            },
-            Route::Event => match self.dispatch_event(&message.bytes).await {
+            Route::Dispatch => {
+                let call = CallTrace::dispatch(trace_id, &message.bytes);
+                match self.dispatch_traced(message.bytes.clone(), client_deadline, call).await {
+                    Ok(answer) => grpc::answer(&answer),
+                    Err(s) => grpc::error(&s),
+                }
+            }
+            Route::Event => match self.dispatch_event_traced(&message.bytes, CallTrace::new(trace_id)).await {
                 Ok(()) => grpc::answer(&[]),
                 Err(s) => grpc::error(&s),
             },
@@ -180,17 +273,42 @@ impl DispatchService {
         }
     }
 
-    /// Dispatch an Object: inline, or on the pool (see the module docs). On the pool, store
-    /// operations end by the Redis timeout from now or the client's deadline, whichever is first.
+    /// Dispatch an Object without a trace id: [`DispatchService::dispatch_traced`].
     pub async fn dispatch(&self, input: Bytes, client_deadline: Option<Instant>) -> Result<Vec<u8>, Status> {
+        let call = CallTrace::dispatch(None, &input);
+        self.dispatch_traced(input, client_deadline, call).await
+    }
+
+    /// Dispatch an Object: inline, or on the pool (see the module docs), with `call` as the
+    /// thread's current call meanwhile. On the pool, store operations end by the Redis timeout
+    /// from now or the client's deadline, whichever is first.
+    pub async fn dispatch_traced(
+        &self,
+        input: Bytes,
+        client_deadline: Option<Instant>,
+        call: CallTrace,
+    ) -> Result<Vec<u8>, Status> {
+        let run = {
+            let call = call.clone();
+            move |runtime: &Runtime, input: &Bytes| {
+                let id = call.metadata_id();
+                trace::with_call(call, || {
+                    runtime.dispatch_traced(input, id.as_ref().map(|t| t.as_str())).map(|a| a.into_vec(input))
+                })
+            }
+        };
         let result = if self.runs_inline(&input) {
-            self.runtime.dispatch(&input)
+            run(&self.runtime, &input)
         } else {
             let runtime = self.runtime.clone();
             let own = Instant::now() + self.settings.store_timeout;
             let deadline = client_deadline.map_or(own, |d| d.min(own));
-            self.on_pool("Dispatch", move || crate::store::with_call_deadline(deadline, || runtime.dispatch(&input)))
-                .await?
+            self.on_pool(
+                Method::Dispatch,
+                move || crate::store::with_call_deadline(deadline, || run(&runtime, &input)),
+                &call,
+            )
+            .await?
         };
         match result {
             Ok(answer) if answer.len() > self.settings.max_send => Err(Status::resource_exhausted(format!(
@@ -199,67 +317,106 @@ impl DispatchService {
                 self.settings.max_send
             ))),
             Ok(answer) => Ok(answer),
-            Err(e) => Err(self.failed("Dispatch", &e)),
+            Err(e) => Err(self.failed(Method::Dispatch, &e, call.trace_id())),
         }
     }
 
-    /// Decode and run an event on the pool.
+    /// Decode and run an event on the pool, without a trace id.
     pub async fn dispatch_event(&self, message: &[u8]) -> Result<(), Status> {
+        self.dispatch_event_traced(message, CallTrace::default()).await
+    }
+
+    /// Decode and run an event on the pool, with `call` as the pool thread's current call.
+    pub async fn dispatch_event_traced(&self, message: &[u8], call: CallTrace) -> Result<(), Status> {
         let event = coprocess::proto::Event::decode(message)
             .map_err(|e| Status::invalid_argument(format!("not a coprocess.Event: {e}")))?;
         let runtime = self.runtime.clone();
         let deadline = std::time::Instant::now() + self.settings.store_timeout;
-        let run =
-            move || crate::store::with_call_deadline(deadline, || runtime.dispatch_event(event.payload.as_bytes()));
-        match self.on_pool("DispatchEvent", run).await? {
+        let current = call.clone();
+        let run = move || {
+            trace::with_call(current, || {
+                crate::store::with_call_deadline(deadline, || runtime.dispatch_event(event.payload.as_bytes()))
+            })
+        };
+        match self.on_pool(Method::DispatchEvent, run, &call).await? {
             Ok(()) => Ok(()),
-            Err(e) => Err(self.failed("DispatchEvent", &e)),
+            Err(e) => Err(self.failed(Method::DispatchEvent, &e, call.trace_id())),
         }
     }
 
     async fn on_pool<T: Send + 'static>(
         &self,
-        method: &str,
+        method: Method,
         f: impl FnOnce() -> T + Send + 'static,
+        call: &CallTrace,
     ) -> Result<T, Status> {
         match self.pool.try_run(f) {
             Ok(done) => done.await.map_err(|_| {
-                self.logger.error("dispatch task failed", &[("method", Value::from(method))]);
-                Status::internal(format!("{method}: the dispatch task failed"))
+                self.logger.error(
+                    "dispatch task failed",
+                    &with_trace(vec![("method", Value::from(method.name()))], call.trace_id()),
+                );
+                Status::internal(format!("{}: the dispatch task failed", method.name()))
             }),
             Err(_) => {
                 let (threads, queue) = self.pool.size();
                 let s = Status::unavailable(format!(
                     "server busy: all {threads} blocking threads are in use and {queue} calls wait; retry later"
                 ));
-                self.overloaded(&s);
+                self.overloaded(method, &s, call.trace_id());
                 Err(s)
             }
         }
     }
 
-    fn overloaded(&self, s: &Status) {
+    fn overloaded(&self, method: Method, s: &Status, trace_id: Option<TraceId>) {
         self.refused.log(
             &self.logger,
             coprocess::LogLevel::Warning,
             "call refused: server overloaded",
-            &[("grpc_status", Value::from(format!("{:?}", s.code()))), ("error", Value::from(s.message()))],
+            &with_trace(
+                vec![
+                    ("method", Value::from(method.name())),
+                    ("grpc_status", Value::from(format!("{:?}", s.code()))),
+                    ("error", Value::from(s.message())),
+                ],
+                trace_id,
+            ),
         );
     }
 
-    fn failed(&self, method: &str, e: &Error) -> Status {
+    fn timed_out(&self, method: Method, s: &Status, trace_id: Option<TraceId>) {
+        self.timeouts.log(
+            &self.logger,
+            coprocess::LogLevel::Warning,
+            "call timed out",
+            &with_trace(
+                vec![
+                    ("method", Value::from(method.name())),
+                    ("grpc_status", Value::from(format!("{:?}", s.code()))),
+                    ("error", Value::from(s.message())),
+                ],
+                trace_id,
+            ),
+        );
+    }
+
+    fn failed(&self, method: Method, e: &Error, trace_id: Option<TraceId>) -> Status {
         let status = status_for(e);
         let level = if e.code == Code::Middleware { coprocess::LogLevel::Error } else { coprocess::LogLevel::Warning };
         self.logger.log(
             level,
             "server",
             "call failed",
-            &[
-                ("method", Value::from(method)),
-                ("code", Value::from(e.code.as_int())),
-                ("grpc_status", Value::from(format!("{:?}", status.code()))),
-                ("error", Value::from(e.message.as_str())),
-            ],
+            &with_trace(
+                vec![
+                    ("method", Value::from(method.name())),
+                    ("code", Value::from(e.code.as_int())),
+                    ("grpc_status", Value::from(format!("{:?}", status.code()))),
+                    ("error", Value::from(e.message.as_str())),
+                ],
+                trace_id,
+            ),
         );
         status
     }

@@ -20,6 +20,7 @@ use coprocess::{LogLevel, MemoryStore};
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 thread_local! {
@@ -120,6 +121,10 @@ struct Breaker {
     state: Mutex<BreakerState>,
     failures_to_open: u32,
     backoff: Duration,
+    /// The state for the metrics (0 closed, 1 open, 2 half-open), written under `state`'s lock
+    /// and read without it.
+    shown: AtomicU8,
+    opens: AtomicU64,
 }
 
 enum Admit {
@@ -129,6 +134,35 @@ enum Admit {
 }
 
 impl Breaker {
+    fn new(failures_to_open: u32, backoff: Duration) -> Self {
+        Breaker {
+            state: Mutex::new(BreakerState::Closed { failures: 0 }),
+            failures_to_open,
+            backoff,
+            shown: AtomicU8::new(0),
+            opens: AtomicU64::new(0),
+        }
+    }
+
+    fn show(&self, state: BreakerState) {
+        let code = match state {
+            BreakerState::Closed { .. } => 0,
+            BreakerState::Open { .. } => 1,
+            BreakerState::HalfOpen => 2,
+        };
+        self.shown.store(code, Ordering::Relaxed);
+    }
+
+    /// The state's name and how many times the breaker opened.
+    fn status(&self) -> (&'static str, u64) {
+        let state = match self.shown.load(Ordering::Relaxed) {
+            0 => "closed",
+            1 => "open",
+            _ => "half-open",
+        };
+        (state, self.opens.load(Ordering::Relaxed))
+    }
+
     fn admit(&self) -> Admit {
         if self.failures_to_open == 0 {
             return Admit::Go;
@@ -138,6 +172,7 @@ impl Breaker {
             BreakerState::Closed { .. } => Admit::Go,
             BreakerState::Open { until } if Instant::now() >= until => {
                 *state = BreakerState::HalfOpen;
+                self.show(*state);
                 Admit::Probe
             }
             BreakerState::Open { .. } | BreakerState::HalfOpen => Admit::Refuse,
@@ -162,6 +197,8 @@ impl Breaker {
                 let failures = failures + 1;
                 if failures >= self.failures_to_open {
                     *state = BreakerState::Open { until: Instant::now() + self.backoff };
+                    self.show(*state);
+                    self.opens.fetch_add(1, Ordering::Relaxed);
                     Some(true)
                 } else {
                     *state = BreakerState::Closed { failures };
@@ -170,10 +207,12 @@ impl Breaker {
             }
             (BreakerState::HalfOpen, true) if probe => {
                 *state = BreakerState::Closed { failures: 0 };
+                self.show(*state);
                 Some(false)
             }
             (BreakerState::HalfOpen, false) if probe => {
                 *state = BreakerState::Open { until: Instant::now() + self.backoff };
+                self.show(*state);
                 None
             }
             // An operation admitted before the breaker opened, finishing after.
@@ -216,11 +255,7 @@ impl RedisStore {
             client,
             prefix: prefix.to_owned(),
             failures_log: RateLimited::new(settings.log_interval),
-            breaker: Breaker {
-                state: Mutex::new(BreakerState::Closed { failures: 0 }),
-                failures_to_open: settings.breaker_failures,
-                backoff: settings.breaker_backoff,
-            },
+            breaker: Breaker::new(settings.breaker_failures, settings.breaker_backoff),
             settings,
             idle: Mutex::new(Vec::new()),
             logger,
@@ -361,6 +396,12 @@ impl RedisStore {
         );
     }
 
+    /// The circuit breaker's state (`closed`, `open`, `half-open`) and how many times it opened
+    /// (read without a lock, for the metrics).
+    pub fn breaker_status(&self) -> (&'static str, u64) {
+        self.breaker.status()
+    }
+
     /// The full Redis key.
     pub fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
@@ -405,11 +446,7 @@ mod tests {
     use super::*;
 
     fn breaker(n: u32, backoff_ms: u64) -> Breaker {
-        Breaker {
-            state: Mutex::new(BreakerState::Closed { failures: 0 }),
-            failures_to_open: n,
-            backoff: Duration::from_millis(backoff_ms),
-        }
+        Breaker::new(n, Duration::from_millis(backoff_ms))
     }
 
     #[test]
@@ -423,16 +460,20 @@ mod tests {
         for _ in 0..2 {
             assert_eq!(b.record(false, false), None);
         }
+        assert_eq!(b.status(), ("closed", 0));
         assert_eq!(b.record(false, false), Some(true), "the third consecutive failure opens it");
+        assert_eq!(b.status(), ("open", 1));
         assert!(matches!(b.admit(), Admit::Refuse), "open: fail fast");
         std::thread::sleep(Duration::from_millis(60));
         assert!(matches!(b.admit(), Admit::Probe), "after the back-off: one probe");
+        assert_eq!(b.status(), ("half-open", 1));
         assert!(matches!(b.admit(), Admit::Refuse), "only one probe at a time");
         assert_eq!(b.record(false, true), None, "a failed probe opens it again, without a new line");
         assert!(matches!(b.admit(), Admit::Refuse));
         std::thread::sleep(Duration::from_millis(60));
         assert!(matches!(b.admit(), Admit::Probe));
         assert_eq!(b.record(true, true), Some(false), "a good probe closes it");
+        assert_eq!(b.status(), ("closed", 1), "a failed probe is not another opening");
         assert!(matches!(b.admit(), Admit::Go));
     }
 

@@ -87,6 +87,8 @@ pub fn server_binary() -> String {
 pub struct ServerProcess {
     pub child: Child,
     pub tcp: std::net::SocketAddr,
+    /// The metrics address (`--metrics-listen`), from the serving line.
+    pub metrics: Option<std::net::SocketAddr>,
     pub pid: u32,
     /// Every stderr line after "serving".
     pub lines: Arc<Mutex<Vec<String>>>,
@@ -121,14 +123,14 @@ impl ServerProcess {
         let mut child = cmd.spawn().expect("start coprocess-grpc");
         let pid = child.id();
         let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let tcp = loop {
+        let (tcp, metrics) = loop {
             let line = match lines.next() {
                 Some(Ok(l)) => l,
                 _ => panic!("coprocess-grpc exited before serving: {:?}", child.wait()),
             };
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
             if v["msg"] == "serving" {
-                break v["tcp"].as_str().unwrap().parse().unwrap();
+                break (v["tcp"].as_str().unwrap().parse().unwrap(), v["metrics"].as_str().map(|a| a.parse().unwrap()));
             }
             eprintln!("server: {line}");
         };
@@ -139,7 +141,7 @@ impl ServerProcess {
                 sink.lock().unwrap().push(line);
             }
         });
-        ServerProcess { child, tcp, pid, lines: kept }
+        ServerProcess { child, tcp, metrics, pid, lines: kept }
     }
 
     fn proc_status(&self, field: &str) -> u64 {
@@ -190,6 +192,11 @@ impl ServerProcess {
             std::thread::sleep(Duration::from_millis(10));
         }
         None
+    }
+
+    /// Stderr lines (after "serving") that are JSON objects.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.lines.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
 
     /// Stderr lines (after "serving") containing `needle`.
@@ -407,4 +414,60 @@ pub async fn h2_call(
     h2.ready().await.unwrap();
     let resp = h2.send_request(req).await.unwrap();
     h2_outcome(resp).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// The metrics endpoint: a raw HTTP/1.1 client and the text format.
+
+/// One HTTP/1.1 request on a new connection (`Connection: close`): (status, headers, body).
+pub fn http_get(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// The value of the sample `name` whose labels include every one of `labels` (`k="v"`).
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `promtool check metrics` on `text`; false (with a message) when promtool is not installed.
+pub fn promtool_check(text: &str) -> bool {
+    use std::io::Write as _;
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("SKIP promtool: not installed (Debian package prometheus)");
+        return false;
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}\n{}{}\n--- exposition:\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
 }
