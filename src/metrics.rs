@@ -94,10 +94,6 @@ const HIST: usize = COUNTS;
 const SUM: usize = HIST + BUCKETS_NS.len() + 1;
 const PER_MIDDLEWARE: usize = SUM + 1;
 
-struct Shard {
-    cells: Box<[AtomicU64]>,
-}
-
 /// The metrics of one runtime.
 pub(crate) struct Metrics {
     clock: quanta::Clock,
@@ -107,7 +103,15 @@ pub(crate) struct Metrics {
     events_at: usize,
     cache_at: usize,
     reload_at: usize,
-    shards: Box<[Shard]>,
+    cells: Sharded,
+}
+
+/// `cells` counters in [`SHARDS`] shards: a thread adds to its own shard (assigned round-robin
+/// at its first add) with relaxed atomic adds, so adding threads do not contend and nothing is
+/// lost when a thread ends; a read sums the shards. For hosts' own metrics too (the gRPC
+/// server's).
+pub struct Sharded {
+    shards: Box<[Box<[AtomicU64]>]>,
 }
 
 thread_local! {
@@ -126,6 +130,28 @@ fn shard_index() -> usize {
         .unwrap_or(0)
 }
 
+impl Sharded {
+    /// `cells` counters at zero.
+    pub fn new(cells: usize) -> Self {
+        Sharded { shards: (0..SHARDS).map(|_| (0..cells).map(|_| AtomicU64::new(0)).collect()).collect() }
+    }
+
+    /// Add `n` to counter `cell`.
+    pub fn add(&self, cell: usize, n: u64) {
+        self.shards[shard_index()][cell].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The calling thread's shard, for several adds at once.
+    fn shard(&self) -> &[AtomicU64] {
+        &self.shards[shard_index()]
+    }
+
+    /// The sum of counter `cell` over the shards.
+    pub fn get(&self, cell: usize) -> u64 {
+        self.shards.iter().map(|s| s[cell].load(Ordering::Relaxed)).sum()
+    }
+}
+
 impl Metrics {
     /// Metrics for these middleware (name and served hooks, in registry order) and event
     /// handlers; index `middleware.len()` / `handlers.len()` is the `unregistered` slot.
@@ -133,12 +159,8 @@ impl Metrics {
         let events_at = (middleware.len() + 1) * PER_MIDDLEWARE;
         let cache_at = events_at + (handlers.len() + 1) * 2;
         let reload_at = cache_at + 2;
-        let cells = reload_at + 2;
-        let shards = (0..SHARDS)
-            .map(|_| Shard { cells: (0..cells).map(|_| AtomicU64::new(0)).collect() })
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
-        Metrics { clock: quanta::Clock::new(), middleware, handlers, events_at, cache_at, reload_at, shards }
+        let cells = Sharded::new(reload_at + 2);
+        Metrics { clock: quanta::Clock::new(), middleware, handlers, events_at, cache_at, reload_at, cells }
     }
 
     /// The slot of an unregistered middleware name.
@@ -147,11 +169,11 @@ impl Metrics {
     }
 
     fn add(&self, cell: usize, n: u64) {
-        self.shards[shard_index()].cells[cell].fetch_add(n, Ordering::Relaxed);
+        self.cells.add(cell, n);
     }
 
     fn sum(&self, cell: usize) -> u64 {
-        self.shards.iter().map(|s| s.cells[cell].load(Ordering::Relaxed)).sum()
+        self.cells.get(cell)
     }
 
     /// A reading of the clock dispatch durations are measured with.
@@ -172,7 +194,7 @@ impl Metrics {
         let outcome = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(2);
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let bucket = BUCKETS_NS.iter().position(|&b| ns <= b).unwrap_or(BUCKETS_NS.len());
-        let shard = &self.shards[shard_index()].cells;
+        let shard = self.cells.shard();
         shard[base + hook * 3 + outcome].fetch_add(1, Ordering::Relaxed);
         shard[base + HIST + bucket].fetch_add(1, Ordering::Relaxed);
         shard[base + SUM].fetch_add(ns, Ordering::Relaxed);

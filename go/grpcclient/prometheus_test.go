@@ -2,113 +2,23 @@ package grpcclient
 
 import (
 	"bufio"
-	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"coprocess/go/internal/echo"
+	"coprocess/go/internal/promtest"
 	"coprocess/go/pb"
 
 	"google.golang.org/grpc/codes"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func httpGet(t *testing.T, u string) (int, http.Header, string) {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
-}
-
-// promQuery runs an instant query through Prometheus' HTTP API; ok is false when the
-// result is empty.
-func promQuery(t *testing.T, prom, query string) (float64, bool) {
-	t.Helper()
-	code, _, body := httpGet(t, "http://"+prom+"/api/v1/query?query="+url.QueryEscape(query))
-	var r struct {
-		Status string
-		Data   struct {
-			Result []struct {
-				Value [2]interface{}
-			}
-		}
-	}
-	if code != 200 || json.Unmarshal([]byte(body), &r) != nil || r.Status != "success" {
-		t.Fatalf("query %s: %d %s", query, code, body)
-	}
-	if len(r.Data.Result) == 0 {
-		return 0, false
-	}
-	s, _ := r.Data.Result[0].Value[1].(string)
-	v, err := strconv.ParseFloat(s, 64)
-	return v, err == nil
-}
-
-// startPrometheus runs Debian's prometheus on a free loopback port scraping every target
-// (job name to address) each second, and waits until it is ready.
-func startPrometheus(t *testing.T, promBin, promtool string, targets map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	config := "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n"
-	for job, addr := range targets {
-		config += fmt.Sprintf("  - job_name: %s\n    static_configs:\n      - targets: ['%s']\n", job, addr)
-	}
-	file := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(promtool, "check", "config", file).CombinedOutput(); err != nil {
-		t.Fatalf("promtool check config: %v\n%s", err, out)
-	}
-	addr := freeAddr(t)
-	prom := exec.Command(promBin, "--config.file="+file, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	logFile, _ := os.Create(filepath.Join(dir, "prometheus.log"))
-	prom.Stdout, prom.Stderr = logFile, logFile
-	if err := prom.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		prom.Process.Kill()
-		prom.Wait()
-	})
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if resp, err := http.Get("http://" + addr + "/-/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return addr
-			}
-		}
-	}
-	b, _ := os.ReadFile(filepath.Join(dir, "prometheus.log"))
-	t.Fatalf("prometheus did not become ready:\n%s", b)
-	return ""
-}
 
 // gatewayProc is the Go gateway (go/cmd/gateway, built here) serving one keyless API with
 // InjectHeaders through the library in-process, its metrics on a listener of their own.
@@ -137,7 +47,7 @@ func startGateway(t *testing.T, upstream string) *gatewayProc {
 	if err := os.WriteFile(filepath.Join(apps, "inject.json"), []byte(def), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &gatewayProc{addr: freeAddr(t), metrics: freeAddr(t)}
+	g := &gatewayProc{addr: promtest.FreeAddr(t), metrics: promtest.FreeAddr(t)}
 	cmd := exec.Command(bin, "-listen", g.addr, "-apps", apps, "-metrics-listen", g.metrics)
 	cmd.Env = append(os.Environ(), "COPROCESS_CONFIG=")
 	stderr, _ := cmd.StderrPipe()
@@ -173,14 +83,7 @@ func startGateway(t *testing.T, upstream string) *gatewayProc {
 // the server's own coprocess_grpc_calls_total by gRPC code; promtool accepts the server's
 // whole exposition.
 func TestPrometheusScrapesTheServer(t *testing.T) {
-	promBin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("SKIP: prometheus is not installed (Debian package prometheus; scripts/setup.sh installs it)")
-	}
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("SKIP: promtool is not installed (Debian package prometheus)")
-	}
+	tools := promtest.Find(t)
 	dir := t.TempDir()
 	writeJSON(t, filepath.Join(dir, "coprocess.json"), map[string]interface{}{
 		"InjectHeaders":   map[string]interface{}{"add": map[string]string{"X-Added": "yes"}},
@@ -193,7 +96,7 @@ func TestPrometheusScrapesTheServer(t *testing.T) {
 	upstream := httptest.NewServer(echo.Handler())
 	defer upstream.Close()
 	g := startGateway(t, upstream.URL)
-	prom := startPrometheus(t, promBin, promtool, map[string]string{"coprocess-grpc": s.metrics, "gateway": g.metrics})
+	prom := tools.Start(t, map[string]string{"coprocess-grpc": s.metrics, "gateway": g.metrics})
 
 	// Over both transports, as the gateway's gRPC driver would dial.
 	const passed, rejected, invalid, unknown, viaGateway = 23, 9, 3, 2, 13
@@ -250,36 +153,14 @@ func TestPrometheusScrapesTheServer(t *testing.T) {
 		`up{` + grpcJob + `}`:                          1,
 		`up{job="gateway"}`:                            1,
 	}
-	start := time.Now()
-	var last map[string]float64
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
-		last = map[string]float64{}
-		match := true
-		for q, v := range want {
-			got, ok := promQuery(t, prom, q)
-			if ok {
-				last[q] = got
-			}
-			match = match && ok && got == v
-		}
-		if match {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Prometheus never reported the counts sent: got %v, want %v", last, want)
-		}
-	}
+	took := promtest.Await(t, prom, want, 30*time.Second)
 	t.Logf("FIGURES prometheus: %d passing, %d rejected, %d invalid, %d unknown Dispatch calls to coprocess-grpc and %d gateway requests; "+
-		"Prometheus reported them %v after the last one", passed, rejected, invalid, unknown, viaGateway, time.Since(start).Round(time.Millisecond))
+		"Prometheus reported them %v after the last one", passed, rejected, invalid, unknown, viaGateway, took.Round(time.Millisecond))
 
 	// promtool accepts the exposition Prometheus scraped, byte for byte as served.
-	code, header, text := httpGet(t, "http://"+s.metrics+"/metrics")
+	code, header, text := promtest.Get(t, "http://"+s.metrics+"/metrics")
 	if code != 200 || header.Get("Content-Type") != "text/plain; version=0.0.4; charset=utf-8" {
 		t.Fatalf("/metrics: %d %q", code, header.Get("Content-Type"))
 	}
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = strings.NewReader(text)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("promtool check metrics: %v\n%s\n--- exposition:\n%s", err, out, text)
-	}
+	tools.CheckMetrics(t, text)
 }

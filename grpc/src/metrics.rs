@@ -12,51 +12,11 @@
 //! anyway, at scrape time. Every label set is fixed: five method values, the 17 gRPC codes,
 //! three store operations and their results.
 
-use std::cell::Cell;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Shards of the per-call counters.
-pub const SHARDS: usize = 8;
-
-thread_local! {
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-fn shard_index() -> usize {
-    SHARD
-        .try_with(|s| {
-            if s.get() == usize::MAX {
-                s.set(NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS);
-            }
-            s.get()
-        })
-        .unwrap_or(0)
-}
-
-/// `cells` counters in [`SHARDS`] shards: adds go to the calling thread's shard, reads sum them.
-pub struct Sharded {
-    shards: Box<[Box<[AtomicU64]>]>,
-}
-
-impl Sharded {
-    /// `cells` counters at zero.
-    pub fn new(cells: usize) -> Self {
-        Sharded { shards: (0..SHARDS).map(|_| (0..cells).map(|_| AtomicU64::new(0)).collect()).collect() }
-    }
-
-    /// Add `n` to counter `cell`.
-    pub fn add(&self, cell: usize, n: u64) {
-        self.shards[shard_index()][cell].fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// The sum of counter `cell` over the shards.
-    pub fn get(&self, cell: usize) -> u64 {
-        self.shards.iter().map(|s| s[cell].load(Ordering::Relaxed)).sum()
-    }
-}
+pub use coprocess::metrics::Sharded;
 
 /// The `method` label of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
