@@ -20,14 +20,8 @@ pub const SHARDS: usize = 16;
 /// The label value counting names that are not registered.
 pub const UNREGISTERED: &str = "unregistered";
 
-/// Upper bounds of the dispatch duration histogram, in seconds (1 µs to 1 s).
-pub const BUCKETS: [f64; 19] = [
-    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5,
-    1.0,
-];
-
-/// The same bounds in nanoseconds, for bucketing without floating point.
-const BUCKETS_NS: [u64; 19] = [
+/// The dispatch duration histogram: 1 µs to 1 s.
+const DISPATCH_DURATION: Histogram = Histogram(&[
     1_000,
     2_500,
     5_000,
@@ -47,7 +41,45 @@ const BUCKETS_NS: [u64; 19] = [
     250_000_000,
     500_000_000,
     1_000_000_000,
-];
+]);
+
+/// A duration histogram by its upper bounds in nanoseconds, the one definition that both
+/// bucketing (integer compares) and the `le` labels (the same bounds in seconds) come from.
+/// It keeps [`Histogram::cells`] consecutive counters of a [`Sharded`]: one per bound, one
+/// for `+Inf`, then the sum in nanoseconds.
+pub struct Histogram(pub &'static [u64]);
+
+impl Histogram {
+    /// The counters it keeps.
+    pub const fn cells(&self) -> usize {
+        self.0.len() + 2
+    }
+
+    /// Count one duration in the counters from `base` on.
+    pub fn observe(&self, cells: &Sharded, base: usize, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = self.0.iter().position(|&b| ns <= b).unwrap_or(self.0.len());
+        let shard = cells.shard();
+        shard[base + bucket].fetch_add(1, Ordering::Relaxed);
+        shard[base + self.0.len() + 1].fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of `family` for one label set (`labels`:
+    /// `name="value"` pairs, comma-separated) from the counters at `base`.
+    pub fn render(&self, out: &mut String, family: &str, labels: &str, cells: &Sharded, base: usize) {
+        let mut cumulative = 0;
+        for (b, ns) in self.0.iter().enumerate() {
+            cumulative += cells.get(base + b);
+            let le = *ns as f64 / 1e9;
+            let _ = writeln!(out, "{family}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += cells.get(base + self.0.len());
+        let seconds = cells.get(base + self.0.len() + 1) as f64 / 1e9;
+        let _ = writeln!(out, "{family}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "{family}_sum{{{labels}}} {seconds}");
+        let _ = writeln!(out, "{family}_count{{{labels}}} {cumulative}");
+    }
+}
 
 /// How a dispatch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +123,7 @@ pub(crate) fn hook_index(raw: i32) -> usize {
 // one +Inf) and the sum of durations in nanoseconds (their count is the sum of the buckets).
 const COUNTS: usize = HOOKS.len() * 3;
 const HIST: usize = COUNTS;
-const SUM: usize = HIST + BUCKETS_NS.len() + 1;
-const PER_MIDDLEWARE: usize = SUM + 1;
+const PER_MIDDLEWARE: usize = HIST + DISPATCH_DURATION.cells();
 
 /// The metrics of one runtime.
 pub(crate) struct Metrics {
@@ -192,12 +223,8 @@ impl Metrics {
     pub(crate) fn dispatch(&self, mw: usize, hook: usize, outcome: Outcome, took: Duration) {
         let base = mw * PER_MIDDLEWARE;
         let outcome = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(2);
-        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = BUCKETS_NS.iter().position(|&b| ns <= b).unwrap_or(BUCKETS_NS.len());
-        let shard = self.cells.shard();
-        shard[base + hook * 3 + outcome].fetch_add(1, Ordering::Relaxed);
-        shard[base + HIST + bucket].fetch_add(1, Ordering::Relaxed);
-        shard[base + SUM].fetch_add(ns, Ordering::Relaxed);
+        self.cells.add(base + hook * 3 + outcome, 1);
+        DISPATCH_DURATION.observe(&self.cells, base + HIST, took);
     }
 
     /// Count one event for handler slot `handler` (`handlers.len()`: unregistered).
@@ -250,23 +277,14 @@ impl Metrics {
              answer built.\n# TYPE coprocess_dispatch_duration_seconds histogram\n",
         );
         for (m, name) in names.enumerate() {
-            let base = m * PER_MIDDLEWARE;
-            let mut cumulative = 0;
-            for (b, bound) in BUCKETS.iter().enumerate() {
-                cumulative += self.sum(base + HIST + b);
-                let _ = writeln!(
-                    out,
-                    "coprocess_dispatch_duration_seconds_bucket{{middleware=\"{name}\",le=\"{bound:e}\"}} {cumulative}"
-                );
-            }
-            cumulative += self.sum(base + HIST + BUCKETS.len());
-            let _ = writeln!(
-                out,
-                "coprocess_dispatch_duration_seconds_bucket{{middleware=\"{name}\",le=\"+Inf\"}} {cumulative}"
+            let labels = format!("middleware=\"{name}\"");
+            DISPATCH_DURATION.render(
+                &mut out,
+                "coprocess_dispatch_duration_seconds",
+                &labels,
+                &self.cells,
+                m * PER_MIDDLEWARE + HIST,
             );
-            let seconds = self.sum(base + SUM) as f64 / 1e9;
-            let _ = writeln!(out, "coprocess_dispatch_duration_seconds_sum{{middleware=\"{name}\"}} {seconds}");
-            let _ = writeln!(out, "coprocess_dispatch_duration_seconds_count{{middleware=\"{name}\"}} {cumulative}");
         }
         out.push_str(
             "# HELP coprocess_event_total Events by handler and outcome.\n# TYPE coprocess_event_total counter\n",
@@ -300,10 +318,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_agree_in_both_units() {
-        for (s, ns) in BUCKETS.iter().zip(BUCKETS_NS) {
-            assert_eq!((s * 1e9).round() as u64, ns);
+    fn histogram_buckets_are_inclusive_upper_bounds_in_seconds() {
+        const H: Histogram = Histogram(&[50_000, 1_000_000_000]);
+        let cells = Sharded::new(1 + H.cells());
+        for ns in [0, 50_000, 50_001, 1_000_000_000, 1_000_000_001] {
+            H.observe(&cells, 1, Duration::from_nanos(ns));
         }
+        H.observe(&cells, 1, Duration::from_secs(5));
+        assert_eq!(cells.get(0), 0, "nothing before base");
+        let mut out = String::new();
+        H.render(&mut out, "t_seconds", r#"a="b""#, &cells, 1);
+        assert_eq!(
+            out,
+            "t_seconds_bucket{a=\"b\",le=\"0.00005\"} 2\nt_seconds_bucket{a=\"b\",le=\"1\"} 4\n\
+             t_seconds_bucket{a=\"b\",le=\"+Inf\"} 6\nt_seconds_sum{a=\"b\"} 7.000100002\nt_seconds_count{a=\"b\"} 6\n"
+        );
     }
 
     #[test]
@@ -331,10 +360,10 @@ mod tests {
             r#"coprocess_dispatch_total{middleware="A",hook="Pre",outcome="rejected"} 400"#,
             r#"coprocess_dispatch_total{middleware="A",hook="Pre",outcome="error"} 0"#,
             r#"coprocess_dispatch_total{middleware="unregistered",hook="Unknown",outcome="error"} 1"#,
-            r#"coprocess_dispatch_duration_seconds_bucket{middleware="A",le="1e-6"} 4"#,
+            r#"coprocess_dispatch_duration_seconds_bucket{middleware="A",le="0.000001"} 4"#,
             r#"coprocess_dispatch_duration_seconds_bucket{middleware="A",le="+Inf"} 4000"#,
             r#"coprocess_dispatch_duration_seconds_count{middleware="A"} 4000"#,
-            r#"coprocess_dispatch_duration_seconds_bucket{middleware="unregistered",le="1e0"} 0"#,
+            r#"coprocess_dispatch_duration_seconds_bucket{middleware="unregistered",le="1"} 0"#,
             r#"coprocess_dispatch_duration_seconds_bucket{middleware="unregistered",le="+Inf"} 1"#,
             r#"coprocess_event_total{handler="E",outcome="ok"} 1"#,
             r#"coprocess_event_total{handler="unregistered",outcome="error"} 1"#,

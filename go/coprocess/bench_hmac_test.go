@@ -2,23 +2,18 @@ package coprocess
 
 import (
 	"crypto/hmac"
-	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
-	"encoding/json"
-	"hash"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"coprocess/go/internal/benchhmac"
 	"coprocess/go/pb"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -76,223 +71,6 @@ func hmacBenchObject(t testing.TB, wrong bool) *pb.Object {
 	}
 }
 
-// goHMACAuth is HMACSignatureAuth written as a Go native plugin working on the same Object
-// (the "Go native plugin" baseline): config parsed once per distinct config_data, the same
-// checks in the same order with the same answers, Go's crypto/hmac and a constant-time
-// compare. It has no host-store look-up (the benchmark's key is in the config either way).
-type goHMACAuth struct {
-	configs sync.Map // config_data -> *goHMACConfig
-}
-
-type goHMACConfig struct {
-	keys    map[string]string
-	allowed map[string]func() hash.Hash
-	skew    time.Duration
-	session *pb.SessionState
-}
-
-var goHMACAlgorithms = map[string]func() hash.Hash{
-	"hmac-sha1": sha1.New, "hmac-sha256": sha256.New, "hmac-sha384": sha512.New384, "hmac-sha512": sha512.New,
-}
-
-const (
-	goBadRequest    = "Custom middleware: Bad request"
-	goUnsupported   = "Bad HMAC request, unsupported algorithm"
-	goNotAuthorized = "Custom middleware: Not authorized"
-)
-
-func (m *goHMACAuth) config(configData string) (*goHMACConfig, error) {
-	if c, ok := m.configs.Load(configData); ok {
-		return c.(*goHMACConfig), nil
-	}
-	var raw map[string]struct {
-		Keys      map[string]string `json:"keys"`
-		Allowed   []string          `json:"allowed_algorithms"`
-		SkewMs    int64             `json:"clock_skew_ms"`
-		Session   json.RawMessage   `json:"session"`
-		StorePref *string           `json:"store_prefix"`
-	}
-	if err := json.Unmarshal([]byte(configData), &raw); err != nil {
-		return nil, err
-	}
-	section := raw["HMACSignatureAuth"]
-	c := &goHMACConfig{keys: section.Keys, allowed: map[string]func() hash.Hash{}, skew: time.Duration(section.SkewMs) * time.Millisecond, session: new(pb.SessionState)}
-	for _, a := range section.Allowed {
-		c.allowed[strings.ToLower(a)] = goHMACAlgorithms[strings.ToLower(a)]
-	}
-	if len(section.Allowed) == 0 {
-		c.allowed = goHMACAlgorithms
-	}
-	if len(section.Session) > 0 {
-		if err := protojson.Unmarshal(section.Session, c.session); err != nil {
-			return nil, err
-		}
-	}
-	m.configs.Store(configData, c)
-	return c, nil
-}
-
-// goHeader is a case-insensitive look-up in the Object's header map.
-func goHeader(h map[string]string, name string) (string, bool) {
-	if v, ok := h[name]; ok {
-		return v, true
-	}
-	for k, v := range h {
-		if strings.EqualFold(k, name) {
-			return v, true
-		}
-	}
-	return "", false
-}
-
-type goSigParams struct{ keyID, algorithm, signature, headers string }
-
-// goParseSignature reads `Signature k="v",k="v"` strictly: known parameter names in any
-// case, no duplicates, spaces only after commas.
-func goParseSignature(v string) (goSigParams, bool) {
-	var p goSigParams
-	if len(v) < 10 || !strings.EqualFold(v[:10], "signature ") {
-		return p, false
-	}
-	v = strings.TrimLeft(v[10:], " ")
-	var seen [4]bool
-	for {
-		eq := strings.IndexByte(v, '=')
-		if eq <= 0 || eq+1 >= len(v) || v[eq+1] != '"' {
-			return p, false
-		}
-		name := v[:eq]
-		end := strings.IndexByte(v[eq+2:], '"')
-		if end < 0 {
-			return p, false
-		}
-		val := v[eq+2 : eq+2+end]
-		var slot *string
-		var i int
-		switch {
-		case strings.EqualFold(name, "keyId"):
-			slot, i = &p.keyID, 0
-		case strings.EqualFold(name, "algorithm"):
-			slot, i = &p.algorithm, 1
-		case strings.EqualFold(name, "signature"):
-			slot, i = &p.signature, 2
-		case strings.EqualFold(name, "headers"):
-			slot, i = &p.headers, 3
-		default:
-			return p, false
-		}
-		if seen[i] {
-			return p, false
-		}
-		seen[i], *slot = true, val
-		v = v[eq+3+end:]
-		if v == "" {
-			break
-		}
-		if v[0] != ',' {
-			return p, false
-		}
-		v = strings.TrimLeft(v[1:], " \t")
-	}
-	return p, p.keyID != "" && p.algorithm != "" && p.signature != "" && (!seen[3] || p.headers != "")
-}
-
-func goReject(obj *pb.Object, code int32, msg string) {
-	obj.Request.ReturnOverrides = &pb.ReturnOverrides{ResponseCode: code, ResponseError: msg}
-}
-
-func (m *goHMACAuth) handle(obj *pb.Object) error {
-	c, err := m.config(obj.Spec["config_data"])
-	if err != nil {
-		return err
-	}
-	req := obj.Request
-	auth, _ := goHeader(req.Headers, "Authorization")
-	date, _ := goHeader(req.Headers, "Date")
-	if auth == "" || date == "" {
-		goReject(obj, 400, goBadRequest)
-		return nil
-	}
-	p, ok := goParseSignature(auth)
-	if !ok {
-		goReject(obj, 400, goBadRequest)
-		return nil
-	}
-	alg := strings.ToLower(p.algorithm)
-	newHash := c.allowed[alg]
-	if newHash == nil {
-		goReject(obj, 400, goUnsupported)
-		return nil
-	}
-	names := "date"
-	if p.headers != "" {
-		names = p.headers
-	}
-	var b strings.Builder
-	signsDate := false
-	for i, n := range strings.Fields(names) {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		if n == "(request-target)" {
-			b.WriteString("(request-target): ")
-			b.WriteString(strings.ToLower(req.Method))
-			b.WriteByte(' ')
-			b.WriteString(req.RequestUri)
-			continue
-		}
-		v, ok := goHeader(req.Headers, n)
-		if !ok {
-			goReject(obj, 400, goBadRequest)
-			return nil
-		}
-		signsDate = signsDate || strings.EqualFold(n, "date")
-		b.WriteString(strings.ToLower(n))
-		b.WriteString(": ")
-		b.WriteString(strings.Trim(v, " \t"))
-	}
-	if c.skew > 0 {
-		if !signsDate {
-			goReject(obj, 400, goBadRequest)
-			return nil
-		}
-		t, err := http.ParseTime(date)
-		if err != nil || time.Since(t).Abs() > c.skew {
-			goReject(obj, 401, goNotAuthorized)
-			return nil
-		}
-	}
-	secret, ok := c.keys[p.keyID]
-	if !ok {
-		goReject(obj, 401, goNotAuthorized)
-		return nil
-	}
-	sigText, err := url.PathUnescape(p.signature)
-	if err != nil {
-		goReject(obj, 401, goNotAuthorized)
-		return nil
-	}
-	sig, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(sigText, "="))
-	if err != nil {
-		goReject(obj, 401, goNotAuthorized)
-		return nil
-	}
-	mac := hmac.New(newHash, []byte(secret))
-	mac.Write([]byte(b.String()))
-	if !hmac.Equal(mac.Sum(nil), sig) {
-		goReject(obj, 401, goNotAuthorized)
-		return nil
-	}
-	s := proto.Clone(c.session).(*pb.SessionState)
-	s.HmacEnabled, s.HmacSecret, s.LastUpdated = true, secret, strconv.FormatInt(time.Now().Unix(), 10)
-	obj.Session = s
-	if obj.Metadata == nil {
-		obj.Metadata = map[string]string{}
-	}
-	obj.Metadata["token"] = p.keyID
-	return nil
-}
-
 // The HMAC benchmark's Object is the ~1 KB it claims, and the library and the Go baseline
 // answer it (and a wrongly signed copy, and some malformed ones) identically.
 func TestHMACBenchmarkObjectAndBaselineAgree(t *testing.T) {
@@ -328,7 +106,7 @@ func TestHMACBenchmarkObjectAndBaselineAgree(t *testing.T) {
 			t.Fatal(name, err)
 		}
 		native := proto.Clone(obj).(*pb.Object)
-		if err := new(goHMACAuth).handle(native); err != nil {
+		if err := benchhmac.New().Handle(native); err != nil {
 			t.Fatal(name, err)
 		}
 		// last_updated is "now" in seconds on both sides: equal unless a second ticked.
@@ -353,7 +131,7 @@ func TestHMACBenchmarkObjectAndBaselineAgree(t *testing.T) {
 
 // BenchmarkHMACSignatureAuth: HMACSignatureAuth on the ~1.3 KB signed hmacBenchObject (the
 // library verifies the hmac-sha512 signature and answers with the session), the five ways of
-// benchHook.
+// benchHook; the Go native plugin is benchhmac, the Go gRPC peer's logic.
 func BenchmarkHMACSignatureAuth(b *testing.B) {
-	benchHook(b, func() *pb.Object { return hmacBenchObject(b, false) }, new(goHMACAuth).handle)
+	benchHook(b, func() *pb.Object { return hmacBenchObject(b, false) }, benchhmac.New().Handle)
 }

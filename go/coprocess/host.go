@@ -209,30 +209,46 @@ func (h *Host) storeFailed(fn string, err error) {
 	}
 }
 
+// storeCall runs f on the host's store within a store slot and counts the call as op with
+// f's result: resBusy when no slot was free, resError when f failed, both logged as fn's
+// failure.
+func storeCall(fn string, op int, f func(Store) (int, error)) int {
+	h := currentHost()
+	if !h.acquire() {
+		countStore(op, resBusy)
+		h.storeFailed(fn, ErrStoreBusy)
+		return resBusy
+	}
+	defer h.release()
+	result, err := f(h.Store)
+	if err != nil {
+		countStore(op, resError)
+		h.storeFailed(fn, err)
+		return resError
+	}
+	countStore(op, result)
+	return result
+}
+
+// goStrings converts the key and the value (NULL: "") of a store call.
+func goStrings(key, value *C.char) (string, string) {
+	v := ""
+	if value != nil {
+		v = C.GoString(value)
+	}
+	return C.GoString(key), v
+}
+
 //export TykStoreData
 func TykStoreData(key *C.char, value *C.char, ttl C.int) {
 	defer recoverInto("TykStoreData")
 	if key == nil {
 		return
 	}
-	v := ""
-	if value != nil {
-		v = C.GoString(value)
-	}
-	h := currentHost()
-	k := C.GoString(key)
-	if !h.acquire() {
-		countStore(opSet, resBusy)
-		h.storeFailed("TykStoreData", ErrStoreBusy)
-		return
-	}
-	defer h.release()
-	if err := h.Store.Set(k, v, time.Duration(ttl)*time.Second); err != nil {
-		countStore(opSet, resError)
-		h.storeFailed("TykStoreData", err)
-		return
-	}
-	countStore(opSet, resOK)
+	k, v := goStrings(key, value)
+	storeCall("TykStoreData", opSet, func(s Store) (int, error) {
+		return resOK, s.Set(k, v, time.Duration(ttl)*time.Second)
+	})
 }
 
 // TykGetData returns a malloc'd copy of the value (the library frees it), or NULL when the
@@ -244,24 +260,18 @@ func TykGetData(key *C.char) (out *C.char) {
 	if key == nil {
 		return nil
 	}
-	h := currentHost()
-	if !h.acquire() {
-		countStore(opGet, resBusy)
-		h.storeFailed("TykGetData", ErrStoreBusy)
+	k := C.GoString(key)
+	var v string
+	if result := storeCall("TykGetData", opGet, func(s Store) (int, error) {
+		got, ok, err := s.Get(k)
+		v = got
+		if ok {
+			return resOK, err
+		}
+		return resMiss, err
+	}); result != resOK {
 		return nil
 	}
-	defer h.release()
-	v, ok, err := h.Store.Get(C.GoString(key))
-	if err != nil {
-		countStore(opGet, resError)
-		h.storeFailed("TykGetData", err)
-		return nil
-	}
-	if !ok {
-		countStore(opGet, resMiss)
-		return nil
-	}
-	countStore(opGet, resOK)
 	return C.CString(v)
 }
 
@@ -279,30 +289,21 @@ func CoProcessStoreDataIfAbsent(key *C.char, value *C.char, ttl C.int) (rc C.int
 	if key == nil {
 		return -1
 	}
-	v := ""
-	if value != nil {
-		v = C.GoString(value)
-	}
-	h := currentHost()
-	k := C.GoString(key)
-	if !h.acquire() {
-		countStore(opSetIfAbsent, resBusy)
-		h.storeFailed("CoProcessStoreDataIfAbsent", ErrStoreBusy)
-		return -1
-	}
-	defer h.release()
-	stored, err := setIfAbsent(h.Store, k, v, time.Duration(ttl)*time.Second)
-	switch {
-	case err != nil:
-		countStore(opSetIfAbsent, resError)
-		h.storeFailed("CoProcessStoreDataIfAbsent", err)
-		return -1
-	case stored:
-		countStore(opSetIfAbsent, resStored)
+	k, v := goStrings(key, value)
+	result := storeCall("CoProcessStoreDataIfAbsent", opSetIfAbsent, func(s Store) (int, error) {
+		stored, err := setIfAbsent(s, k, v, time.Duration(ttl)*time.Second)
+		if stored {
+			return resStored, err
+		}
+		return resPresent, err
+	})
+	switch result {
+	case resStored:
 		return 1
-	default:
-		countStore(opSetIfAbsent, resPresent)
+	case resPresent:
 		return 0
+	default:
+		return -1
 	}
 }
 

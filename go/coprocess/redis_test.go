@@ -14,21 +14,8 @@ import (
 	"github.com/gomodule/redigo/redis"
 )
 
-func startRedis(t *testing.T) *testredis.Server {
-	t.Helper()
-	r, err := testredis.Start()
-	if errors.Is(err, testredis.ErrNoServer) {
-		t.Skip("SKIP: " + err.Error())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Stop)
-	return r
-}
-
 func TestRedisStore(t *testing.T) {
-	r := startRedis(t)
+	r := testredis.ForTest(t)
 	s := NewRedisStore(r.Addr, "gw1:")
 	defer s.Close()
 	raw, err := redis.Dial("tcp", r.Addr)
@@ -79,7 +66,7 @@ func TestRedisStore(t *testing.T) {
 // Two gateway instances sharing one Redis share the host store: what one stores through
 // TykStoreData the other reads through TykGetData, with the TTL in seconds honoured.
 func TestRedisStoreThroughTheHostFunctions(t *testing.T) {
-	r := startRedis(t)
+	r := testredis.ForTest(t)
 	node1 := NewRedisStore(r.Addr, "coprocess:")
 	node2 := NewRedisStore(r.Addr, "coprocess:")
 	defer node1.Close()
@@ -134,7 +121,7 @@ func TestRedisStoreThroughTheHostFunctions(t *testing.T) {
 // at once exactly one wins; the TTL is the key's expiry; through the host function it is
 // 1 then 0.
 func TestRedisStoreSetIfAbsent(t *testing.T) {
-	r := startRedis(t)
+	r := testredis.ForTest(t)
 	raw, err := redis.Dial("tcp", r.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +203,7 @@ func (l *logLines) count(sub string) int {
 // fail at once; after the back-off a probe finds Redis answering again (SIGCONT) and the
 // circuit closes (one log line).
 func TestRedisStoreDeadlineAndBreaker(t *testing.T) {
-	r := startRedis(t)
+	r := testredis.ForTest(t)
 	logs := &logLines{}
 	const timeout = 300 * time.Millisecond
 	s := NewRedisStoreWithOptions(r.Addr, RedisOptions{Prefix: "b:", Timeout: timeout, BreakerFailures: 3, BreakerBackoff: 500 * time.Millisecond, Logger: logs})
@@ -284,7 +271,7 @@ func TestRedisStoreDeadlineAndBreaker(t *testing.T) {
 // Redis killed and restarted on the same port: the store fails while it is down and works
 // again by itself afterwards (dead pooled connections are replaced within the operation).
 func TestRedisStoreRecoversAfterRestart(t *testing.T) {
-	r := startRedis(t)
+	r := testredis.ForTest(t)
 	s := NewRedisStoreWithOptions(r.Addr, RedisOptions{Timeout: 300 * time.Millisecond, BreakerFailures: -1, Logger: &logLines{}})
 	defer s.Close()
 	var wg sync.WaitGroup

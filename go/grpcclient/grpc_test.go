@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"coprocess/go/internal/testredis"
 	"coprocess/go/pb"
 
 	"github.com/gomodule/redigo/redis"
@@ -481,31 +482,10 @@ func TestConcurrentLoadWithReload(t *testing.T) {
 // Two replicas share one Redis: a ReqHub nonce used on one is a replay on the other. Two
 // replicas with in-memory stores do not share, which is what Redis is for.
 func TestRedisSharedReplayAcrossReplicas(t *testing.T) {
-	redisServer, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("SKIPPED: redis-server is not installed (scripts/setup.sh installs it); replay across replicas not tested")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := testredis.ForTest(t).Addr
+	rc, err := redis.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	redisCmd := exec.Command(redisServer, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := redisCmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = redisCmd.Process.Kill(); _ = redisCmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	var rc redis.Conn
-	for i := 0; i < 100; i++ {
-		if rc, err = redis.Dial("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("redis-server did not start: %v", err)
 	}
 	defer rc.Close()
 

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use coprocess::metrics::Sharded;
+use coprocess::metrics::{Histogram, Sharded};
 
 /// The `method` label of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,11 +86,8 @@ pub const CODES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
-/// Upper bounds of the call duration histogram, in seconds (50 µs to 10 s).
-pub const CALL_BUCKETS: [f64; 17] =
-    [5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
-const CALL_BUCKETS_NS: [u64; 17] = [
+/// The call duration histogram: 50 µs to 10 s.
+const CALL_DURATION: Histogram = Histogram(&[
     50_000,
     100_000,
     250_000,
@@ -108,13 +105,12 @@ const CALL_BUCKETS_NS: [u64; 17] = [
     2_500_000_000,
     5_000_000_000,
     10_000_000_000,
-];
+]);
 
 // Per method: counts by code, the histogram's buckets (the last one +Inf), the sum of
 // durations in nanoseconds (their count is the sum of the buckets).
 const HIST: usize = CODES.len();
-const SUM: usize = HIST + CALL_BUCKETS_NS.len() + 1;
-const PER_METHOD: usize = SUM + 1;
+const PER_METHOD: usize = HIST + CALL_DURATION.cells();
 
 /// The store operations (the `op` label).
 pub const STORE_OPS: [&str; 3] = ["get", "set", "set_if_absent"];
@@ -196,11 +192,8 @@ impl ServerMetrics {
     pub fn call(&self, method: Method, code: u32, took: Duration) {
         let base = method.index() * PER_METHOD;
         let code = if (code as usize) < CODES.len() { code as usize } else { 2 };
-        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = CALL_BUCKETS_NS.iter().position(|&b| ns <= b).unwrap_or(CALL_BUCKETS_NS.len());
         self.calls.add(base + code, 1);
-        self.calls.add(base + HIST + bucket, 1);
-        self.calls.add(base + SUM, ns);
+        CALL_DURATION.observe(&self.calls, base + HIST, took);
     }
 
     /// Calls of `method` answered with `code` so far.
@@ -233,22 +226,9 @@ impl ServerMetrics {
             "Time from a call's headers to its answer, by method.",
         );
         for method in Method::ALL {
-            let base = method.index() * PER_METHOD;
-            let m = method.name();
-            let mut cumulative = 0;
-            for (b, bound) in CALL_BUCKETS.iter().enumerate() {
-                cumulative += self.calls.get(base + HIST + b);
-                let _ = writeln!(
-                    out,
-                    "coprocess_grpc_call_duration_seconds_bucket{{method=\"{m}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            cumulative += self.calls.get(base + HIST + CALL_BUCKETS.len());
-            let seconds = self.calls.get(base + SUM) as f64 / 1e9;
-            let _ =
-                writeln!(out, "coprocess_grpc_call_duration_seconds_bucket{{method=\"{m}\",le=\"+Inf\"}} {cumulative}");
-            let _ = writeln!(out, "coprocess_grpc_call_duration_seconds_sum{{method=\"{m}\"}} {seconds}");
-            let _ = writeln!(out, "coprocess_grpc_call_duration_seconds_count{{method=\"{m}\"}} {cumulative}");
+            let labels = format!("method=\"{}\"", method.name());
+            let base = method.index() * PER_METHOD + HIST;
+            CALL_DURATION.render(out, "coprocess_grpc_call_duration_seconds", &labels, &self.calls, base);
         }
     }
 }

@@ -13,7 +13,9 @@ use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The pool.
+/// The pool. Admission counts the jobs accepted and not yet finished against
+/// `threads + queue`, so the pool takes exactly that many whether or not its threads have woken
+/// to take the first ones.
 pub struct BlockingPool {
     tx: SyncSender<Job>,
     threads: usize,
@@ -26,6 +28,7 @@ pub struct BlockingPool {
 pub struct PoolStats {
     queued: AtomicUsize,
     busy: AtomicUsize,
+    admitted: AtomicUsize,
     refused: AtomicU64,
 }
 
@@ -54,7 +57,7 @@ impl BlockingPool {
     /// `threads` threads (at least 1) and room for `queue` waiting jobs.
     pub fn new(threads: usize, queue: usize) -> std::io::Result<Self> {
         let threads = threads.max(1);
-        let (tx, rx) = mpsc::sync_channel::<Job>(queue);
+        let (tx, rx) = mpsc::sync_channel::<Job>(threads + queue);
         let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(PoolStats::default());
         for i in 0..threads {
@@ -85,12 +88,18 @@ impl BlockingPool {
                 let _ = done.send(v);
             }
         });
+        if self.stats.admitted.fetch_add(1, Ordering::AcqRel) >= self.threads + self.queue {
+            self.stats.admitted.fetch_sub(1, Ordering::AcqRel);
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Full);
+        }
         // Counted before it is sent, so a worker taking it at once never counts below zero.
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(job) {
             Ok(()) => Ok(result),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                self.stats.admitted.fetch_sub(1, Ordering::AcqRel);
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
                 Err(Full)
             }
@@ -107,6 +116,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, stats: &PoolStats) {
                 stats.queued.fetch_sub(1, Ordering::Relaxed);
                 job();
                 stats.busy.fetch_sub(1, Ordering::Relaxed);
+                stats.admitted.fetch_sub(1, Ordering::AcqRel);
             }
             Err(_) => return,
         }
@@ -159,5 +169,30 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!((s.busy(), s.queued(), s.refused()), (0, 0, 1));
+    }
+
+    #[tokio::test]
+    async fn takes_threads_plus_queue_jobs_sent_before_any_thread_wakes() {
+        for _ in 0..20 {
+            let pool = BlockingPool::new(2, 2).unwrap();
+            let (release, gate) = std::sync::mpsc::channel::<()>();
+            let gate = Arc::new(Mutex::new(gate));
+            let mut pending = Vec::new();
+            for i in 0..4 {
+                let gate = gate.clone();
+                let r = pool.try_run(move || {
+                    let _ = gate.lock().recv_timeout(Duration::from_secs(10));
+                    i
+                });
+                pending.push(r.expect("threads + queue fit, back to back"));
+            }
+            assert_eq!(pool.try_run(|| 0).err(), Some(Full));
+            for _ in 0..4 {
+                release.send(()).unwrap();
+            }
+            for r in pending {
+                r.await.unwrap();
+            }
+        }
     }
 }

@@ -584,45 +584,34 @@ async fn read_preface<T: AsyncRead + Unpin>(mut io: T, metrics: &Arc<ServerMetri
 
 /// TLS (on TCP when configured) and the preface within the handshake timeout, then HTTP/2.
 async fn serve_connection<L: Accept>(io: L::Io, shared: &Arc<Shared>) {
-    let mut stop = shared.stop.clone();
-    let deadline = tokio::time::sleep(shared.handshake_timeout);
-    let failed = || shared.metrics.handshakes_failed.fetch_add(1, Ordering::Relaxed);
     match (&shared.tls, L::TLS) {
         (Some(acceptor), true) => {
             let handshake = async {
                 let tls = acceptor.accept(io).await?;
                 read_preface(tls, &shared.metrics).await
             };
-            let io = tokio::select! {
-                r = handshake => r,
-                _ = deadline => {
-                    failed();
-                    return;
-                }
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            match io {
-                Ok(io) => serve_http2(io, shared).await,
-                Err(_) => {
-                    failed();
-                }
-            }
+            serve_after(handshake, shared).await
         }
-        _ => {
-            let io = tokio::select! {
-                r = read_preface(io, &shared.metrics) => r,
-                _ = deadline => {
-                    failed();
-                    return;
-                }
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            match io {
-                Ok(io) => serve_http2(io, shared).await,
-                Err(_) => {
-                    failed();
-                }
-            }
+        _ => serve_after(read_preface(io, &shared.metrics), shared).await,
+    }
+}
+
+/// HTTP/2 on the connection `handshake` yields, unless it fails or outlasts the handshake
+/// timeout (counted as a failed handshake) or the server stops first.
+async fn serve_after<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    handshake: impl Future<Output = io::Result<T>>,
+    shared: &Arc<Shared>,
+) {
+    let mut stop = shared.stop.clone();
+    let io = tokio::select! {
+        r = handshake => r.ok(),
+        _ = tokio::time::sleep(shared.handshake_timeout) => None,
+        _ = stop.wait_for(|s| *s) => return,
+    };
+    match io {
+        Some(io) => serve_http2(io, shared).await,
+        None => {
+            shared.metrics.handshakes_failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -370,35 +370,11 @@ impl DispatchService {
     }
 
     fn overloaded(&self, method: Method, s: &Status, trace_id: Option<TraceId>) {
-        self.refused.log(
-            &self.logger,
-            coprocess::LogLevel::Warning,
-            "call refused: server overloaded",
-            &with_trace(
-                vec![
-                    ("method", Value::from(method.name())),
-                    ("grpc_status", Value::from(format!("{:?}", s.code()))),
-                    ("error", Value::from(s.message())),
-                ],
-                trace_id,
-            ),
-        );
+        warn_call(&self.refused, &self.logger, "call refused: server overloaded", method, s, trace_id);
     }
 
     fn timed_out(&self, method: Method, s: &Status, trace_id: Option<TraceId>) {
-        self.timeouts.log(
-            &self.logger,
-            coprocess::LogLevel::Warning,
-            "call timed out",
-            &with_trace(
-                vec![
-                    ("method", Value::from(method.name())),
-                    ("grpc_status", Value::from(format!("{:?}", s.code()))),
-                    ("error", Value::from(s.message())),
-                ],
-                trace_id,
-            ),
-        );
+        warn_call(&self.timeouts, &self.logger, "call timed out", method, s, trace_id);
     }
 
     fn failed(&self, method: Method, e: &Error, trace_id: Option<TraceId>) -> Status {
@@ -426,6 +402,24 @@ enum Route {
     Dispatch,
     Event,
     Health,
+}
+
+/// A warning about one call through its rate limiter: the method, the gRPC status and its
+/// message, the trace id.
+fn warn_call(limiter: &RateLimited, logger: &Logger, msg: &str, method: Method, s: &Status, trace_id: Option<TraceId>) {
+    limiter.log(
+        logger,
+        coprocess::LogLevel::Warning,
+        msg,
+        &with_trace(
+            vec![
+                ("method", Value::from(method.name())),
+                ("grpc_status", Value::from(format!("{:?}", s.code()))),
+                ("error", Value::from(s.message())),
+            ],
+            trace_id,
+        ),
+    );
 }
 
 #[cfg(test)]

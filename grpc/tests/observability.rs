@@ -363,14 +363,16 @@ fn a_redis_hang_shows_in_the_store_pool_and_breaker_metrics() {
             let bytes = hmac.clone();
             calls.push(tokio::spawn(async move { dispatch(&mut c, bytes).await }));
         }
-        // Until the four are on the pool (a scrape every 100 ms at most), then the fifth.
+        // Until the four are on the pool (well inside the Redis timeout), then the fifth.
         let mut during = String::new();
-        for _ in 0..10 {
+        let waiting = Instant::now();
+        while waiting.elapsed() < Duration::from_millis(1200) {
             during = tokio::task::spawn_blocking(move || scrape(addr)).await.unwrap();
             let busy = metric(&during, "coprocess_grpc_pool_busy_threads", &[]);
             if busy == Some(2.0) && metric(&during, "coprocess_grpc_pool_queue_depth", &[]) == Some(2.0) {
                 break;
             }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let fifth = dispatch(&mut c, hmac.clone()).await;
         for call in calls {
@@ -730,23 +732,8 @@ async fn events_fired_inline_and_on_the_pool_carry_the_trace_id() {
     let collector = std::thread::spawn(move || {
         (0..cases.len())
             .map(|_| {
-                let (stream, _) = listener.accept().unwrap();
-                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-                let mut len = 0;
-                loop {
-                    let mut line = String::new();
-                    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-                    if line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body).unwrap();
-                (&stream).write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").unwrap();
-                serde_json::from_slice::<Value>(&body).unwrap()
+                let (_, body) = accept_post(&listener, "204 No Content");
+                serde_json::from_str::<Value>(&body).unwrap()
             })
             .collect::<Vec<_>>()
     });

@@ -13,7 +13,6 @@ use coprocess_grpc::server::{self, Server};
 use coprocess_grpc::service::CODE_METADATA;
 use prost::Message;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use tonic::Code;
@@ -369,29 +368,6 @@ async fn startup_refuses_a_broken_configuration_or_a_busy_socket() {
     assert!(e.contains("not a socket"), "{e}");
 }
 
-/// One HTTP request read from `listener`: (request line, body); answers 200.
-fn accept_post(listener: &std::net::TcpListener) -> (String, String) {
-    let (stream, _) = listener.accept().unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut first = String::new();
-    reader.read_line(&mut first).unwrap();
-    let mut len = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).unwrap();
-    (&stream).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-    (first, String::from_utf8(body).unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_sink_receives_relayed_events() {
     let dir = scratch("webhook");
@@ -402,7 +378,7 @@ async fn webhook_sink_receives_relayed_events() {
     let payload = json!({"message": {"Type": "QuotaExceeded", "Meta": {"key": "abc"}, "TimeStamp": "t"}, "handler_name": "RelayEvent", "spec": {"APIID": "api-1"}}).to_string();
     let mut c = tcp_client(srv.tcp.unwrap()).await;
     c.dispatch_event(Event { payload: payload.clone() }).await.unwrap();
-    let (line, body) = tokio::task::spawn_blocking(move || accept_post(&listener)).await.unwrap();
+    let (line, body) = tokio::task::spawn_blocking(move || accept_post(&listener, "200 OK")).await.unwrap();
     assert!(line.starts_with("POST /events "), "{line}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["event"], "Relayed");

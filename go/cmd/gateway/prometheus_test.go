@@ -7,6 +7,7 @@ import (
 
 	"coprocess/go/internal/echo"
 	"coprocess/go/internal/promtest"
+	"coprocess/go/internal/testredis"
 )
 
 // A real Prometheus server (Debian's prometheus) scrapes the gateway process's metrics
@@ -15,7 +16,7 @@ import (
 // whole exposition.
 func TestPrometheusScrapesTheGateway(t *testing.T) {
 	tools := promtest.Find(t)
-	r := startTestRedis(t)
+	r := testredis.ForTest(t)
 	upstream := httptest.NewServer(echo.Handler())
 	defer upstream.Close()
 	metricsAddr := promtest.FreeAddr(t)

@@ -7,7 +7,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,19 +27,6 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 )
-
-func startTestRedis(t *testing.T) *testredis.Server {
-	t.Helper()
-	r, err := testredis.Start()
-	if errors.Is(err, testredis.ErrNoServer) {
-		t.Skip("SKIP: " + err.Error())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Stop)
-	return r
-}
 
 // storeApps writes the APIs of these tests: reqhub (ReqHubMerchant local, nonces in the
 // store), hmac (HMACSignatureAuth, secrets in the store), and two store-free ones: inject
@@ -241,7 +227,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // sharing one redis-server: exactly one passes, in every round (CoProcessStoreDataIfAbsent:
 // SET NX EX in Redis decides the replay in one step).
 func TestReqHubReplayExactlyOnceAcrossTwoGatewayProcesses(t *testing.T) {
-	r := startTestRedis(t)
+	r := testredis.ForTest(t)
 	upstream := httptest.NewServer(echo.Handler())
 	defer upstream.Close()
 	args := "-apps " + storeApps(t) + " -redis " + r.Addr + " -redis-prefix gw-test:"
@@ -313,7 +299,7 @@ func TestReqHubReplayExactlyOnceAcrossTwoGatewayProcesses(t *testing.T) {
 // redis-server is started again on the same port the gateways recover by themselves, with
 // threads, descriptors and goroutines back where they were.
 func TestReqHubFailsClosedWhileRedisIsDownAndRecovers(t *testing.T) {
-	r := startTestRedis(t)
+	r := testredis.ForTest(t)
 	upstream := httptest.NewServer(echo.Handler())
 	defer upstream.Close()
 	const timeout = 500 * time.Millisecond
@@ -440,7 +426,7 @@ func TestReqHubFailsClosedWhileRedisIsDownAndRecovers(t *testing.T) {
 // answer (ReqHub 503, HMAC 401), OS threads stay bounded by -store-max-calls, the breaker
 // logs one open and one close, and everything passes again after SIGCONT.
 func TestHungRedisBoundedAndIsolated(t *testing.T) {
-	r := startTestRedis(t)
+	r := testredis.ForTest(t)
 	raw, err := redis.Dial("tcp", r.Addr)
 	if err != nil {
 		t.Fatal(err)
