@@ -2,30 +2,20 @@ package gateway
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"coprocess/go/internal/promtest"
 )
 
 // metricValue finds the sample of name whose labels include every one of labels
 // (`k="v"`); -1 when there is none.
 func metricValue(text, name string, labels ...string) float64 {
-	for _, line := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if ok {
-			var v float64
-			fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v)
-			return v
-		}
+	if v, ok := promtest.Sample(text, name, labels...); ok {
+		return v
 	}
 	return -1
 }

@@ -1,9 +1,9 @@
 //! Server CPU time per call: the release binary as a child process, a tonic client at
 //! concurrency 1, 16 and 64 over one loopback TCP connection sending the HMAC-auth Object
-//! (the SPEC vector, in-memory store), the server's utime+stime from /proc/<pid>/stat over
-//! the calls of one run. With `COPROCESS_GRPC_COMPARE=/path/to/other/coprocess-grpc` the
-//! other build is measured too, interleaved with this one round by round, and the ratio of
-//! the medians is printed.
+//! (the reference vector of docs/builtins/hmac-signature-auth.md, in-memory store), the
+//! server's utime+stime from /proc/<pid>/stat over the calls of one run. With
+//! `COPROCESS_GRPC_COMPARE=/path/to/other/coprocess-grpc` the other build is measured too,
+//! interleaved with this one round by round, and the ratio of the medians is printed.
 //!
 //! With `CPU_STRACE=1`, a last run per build at concurrency 1 is traced with `strace -f -c`
 //! attached to the server, and the server's system calls per call are printed.

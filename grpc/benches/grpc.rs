@@ -1,5 +1,5 @@
-//! The same HMAC-auth Object (the SPEC's hmac-sha512 vector, CustomKeyCheck) dispatched
-//! in-process through `Runtime::dispatch` and through the `coprocess-grpc` binary over loopback
+//! The same HMAC-auth Object (the hmac-sha512 reference vector of
+//! docs/builtins/hmac-signature-auth.md, CustomKeyCheck) dispatched in-process through `Runtime::dispatch` and through the `coprocess-grpc` binary over loopback
 //! TCP and a unix socket (tonic client, one call at a time, connection reused).
 //!
 //!   make grpc-bench        (cargo bench -p coprocess-grpc --bench grpc)

@@ -376,32 +376,14 @@ mod tests {
 
     #[test]
     fn webhook_posts_events_and_drains_on_close() {
-        use std::io::{BufRead, BufReader, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let server = std::thread::spawn(move || {
             let mut bodies = Vec::new();
             for _ in 0..2 {
-                let (stream, _) = listener.accept().unwrap();
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut len = 0usize;
-                let mut request_line = String::new();
-                reader.read_line(&mut request_line).unwrap();
+                let (request_line, body) = crate::testhttp::accept_post(&listener, "204 No Content");
                 assert!(request_line.starts_with("POST /hook "), "{request_line}");
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).unwrap();
-                    if line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body).unwrap();
-                bodies.push(String::from_utf8(body).unwrap());
-                (&stream).write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").unwrap();
+                bodies.push(body);
             }
             bodies
         });

@@ -30,6 +30,8 @@ pub mod pool;
 pub mod server;
 pub mod service;
 pub mod store;
+#[cfg(test)]
+mod testhttp;
 pub mod trace;
 
 /// The generated `coprocess.Dispatcher` client (from proto/coprocess.proto).

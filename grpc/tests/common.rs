@@ -47,13 +47,14 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// The SPEC's HMAC vector (key `c2VjcmV0`, hmac-sha512 over `date: <DATE>`).
+/// The HMAC reference vector of docs/builtins/hmac-signature-auth.md (key `c2VjcmV0`,
+/// hmac-sha512 over `date: <DATE>`).
 pub const HMAC_DATE: &str = "Fri, 03 May 2024 12:00:42 GMT";
 pub const HMAC_SECRET: &str = "c2VjcmV0";
 pub const HMAC_SIGNATURE: &str =
     "9kwBK/yrjbSHJDI7INAhBmhHLTHRDkIe2uRWHEP8bgQFQvfXRksm6t2MHeLUyk9oosWDZyC17AbGeP8EFqrp+A==";
 
-/// The HMAC-auth Object the benchmark and tests send (CustomKeyCheck, the SPEC vector).
+/// The HMAC-auth Object the benchmark and tests send (CustomKeyCheck, the reference vector).
 pub fn hmac_object(signature: &str) -> coprocess::Object {
     coprocess::testing::ObjectBuilder::new(coprocess::HookType::CustomKeyCheck, "HMACSignatureAuth")
         .method_url("GET", "/v1/items", "/v1/items")
@@ -229,6 +230,15 @@ impl Redis {
     pub fn start() -> Option<Redis> {
         let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
         Redis::on(port)
+    }
+
+    /// Start one, or say the test is skipped (None) when redis-server is not installed.
+    pub fn or_skip() -> Option<Redis> {
+        let r = Redis::start();
+        if r.is_none() {
+            eprintln!("SKIPPED: redis-server is not installed (scripts/setup.sh installs it)");
+        }
+        r
     }
 
     /// Start one on `port`.
@@ -472,27 +482,7 @@ pub fn promtool_check(text: &str) -> bool {
     true
 }
 
-/// One HTTP request read from `listener`: (request line, body); answers `status` (such as
-/// "204 No Content") with no body.
-pub fn accept_post(listener: &std::net::TcpListener, status: &str) -> (String, String) {
-    use std::io::{Read as _, Write as _};
-    let (stream, _) = listener.accept().unwrap();
-    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-    let mut first = String::new();
-    reader.read_line(&mut first).unwrap();
-    let mut len = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).unwrap();
-    write!(&stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-    (first, String::from_utf8(body).unwrap())
-}
+#[path = "../src/testhttp.rs"]
+mod testhttp;
+#[allow(unused_imports)]
+pub use testhttp::accept_post;

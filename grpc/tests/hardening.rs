@@ -72,10 +72,7 @@ struct Sample {
 #[test]
 fn a_hung_redis_delays_only_the_calls_that_use_it() {
     let _one = exclusive();
-    let Some(redis) = Redis::start() else {
-        eprintln!("SKIPPED: redis-server is not installed");
-        return;
-    };
+    let Some(redis) = Redis::or_skip() else { return };
     put_hmac_secret(&redis);
     let dir = scratch("hang");
     let timeout_ms = 500u64;
@@ -375,10 +372,7 @@ fn the_stream_limit_is_advertised() {
 #[test]
 fn a_full_blocking_pool_refuses_at_once() {
     let _one = exclusive();
-    let Some(redis) = Redis::start() else {
-        eprintln!("SKIPPED: redis-server is not installed");
-        return;
-    };
+    let Some(redis) = Redis::or_skip() else { return };
     put_hmac_secret(&redis);
     let dir = scratch("pool");
     let srv = ServerProcess::start(
@@ -597,10 +591,7 @@ fn sigterm_closes_idle_and_stalled_connections_at_once() {
 #[test]
 fn sigterm_waits_for_running_calls() {
     let _one = exclusive();
-    let Some(redis) = Redis::start() else {
-        eprintln!("SKIPPED: redis-server is not installed");
-        return;
-    };
+    let Some(redis) = Redis::or_skip() else { return };
     put_hmac_secret(&redis);
     let dir = scratch("sigterm-running");
     let mut srv =

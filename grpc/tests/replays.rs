@@ -48,10 +48,7 @@ async fn rounds(clients: &[Client], rounds: usize) -> Vec<(usize, usize, usize)>
 #[test]
 fn a_replayed_request_passes_exactly_once_across_replicas() {
     let _one = exclusive();
-    let Some(redis) = Redis::start() else {
-        eprintln!("SKIPPED: redis-server is not installed");
-        return;
-    };
+    let Some(redis) = Redis::or_skip() else { return };
     let dir = scratch("replays");
     let args = ["--redis-url", &redis.url()];
     let a = ServerProcess::start(&dir, &reqhub_config(), &args, None);
@@ -92,10 +89,7 @@ struct Sample {
 #[test]
 fn a_redis_outage_fails_reqhub_closed_and_heals_by_itself() {
     let _one = exclusive();
-    let Some(redis) = Redis::start() else {
-        eprintln!("SKIPPED: redis-server is not installed");
-        return;
-    };
+    let Some(redis) = Redis::or_skip() else { return };
     let dir = scratch("outage");
     let timeout_ms = 300u64;
     let srv = ServerProcess::start(

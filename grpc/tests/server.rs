@@ -388,11 +388,8 @@ async fn webhook_sink_receives_relayed_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_uses_the_prefix_and_honours_ttl() {
-    let Some((mut redis, port)) = start_redis() else {
-        eprintln!("SKIPPED: redis-server is not installed (scripts/setup.sh installs it)");
-        return;
-    };
-    let url = format!("redis://127.0.0.1:{port}/");
+    let Some(redis) = Redis::or_skip() else { return };
+    let url = redis.url();
     let settings = coprocess_grpc::store::RedisSettings { breaker_failures: 0, ..Default::default() };
     let logger = coprocess_grpc::log::Logger::new(coprocess::LogLevel::Error);
     let store = coprocess_grpc::host::RedisStore::connect(&url, "test:", settings, logger).unwrap();
@@ -420,38 +417,9 @@ async fn redis_store_uses_the_prefix_and_honours_ttl() {
     std::thread::sleep(std::time::Duration::from_millis(2100));
     assert_eq!(store.get("short").unwrap(), None, "expired");
     // Every pooled connection is dropped when Redis restarts: the store reconnects.
-    let _ = redis.kill();
-    let _ = redis.wait();
+    let port = redis.kill();
     assert!(store.get("a").is_err(), "Redis is down");
-    let mut again = spawn_redis(port).unwrap();
-    wait_for_redis(port);
+    let _again = Redis::on(port).unwrap();
     store.set("c", "3", 10).unwrap();
     assert_eq!(store.get("c").unwrap().as_deref(), Some("3"));
-    let _ = again.kill();
-    let _ = again.wait();
-}
-
-fn spawn_redis(port: u16) -> Option<std::process::Child> {
-    std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .ok()
-}
-
-fn wait_for_redis(port: u16) {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("redis-server did not start on port {port}");
-}
-
-fn start_redis() -> Option<(std::process::Child, u16)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-    let child = spawn_redis(port)?;
-    wait_for_redis(port);
-    Some((child, port))
 }

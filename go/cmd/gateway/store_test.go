@@ -22,6 +22,7 @@ import (
 
 	"coprocess/go/internal/echo"
 	"coprocess/go/internal/httpsig"
+	"coprocess/go/internal/promtest"
 	"coprocess/go/internal/reqhub"
 	"coprocess/go/internal/testredis"
 
@@ -191,21 +192,11 @@ func (g *gatewayProc) metric(name string, labels ...string) float64 {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if ok {
-			v, _ := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
-			return v
-		}
+	v, ok := promtest.Sample(string(b), name, labels...)
+	if !ok {
+		g.t.Fatalf("no %s%v in /metrics", name, labels)
 	}
-	g.t.Fatalf("no %s%v in /metrics", name, labels)
-	return 0
+	return v
 }
 
 func reqhubCode(body string) string {

@@ -158,3 +158,22 @@ func Await(t *testing.T, prom string, want map[string]float64, timeout time.Dura
 		}
 	}
 }
+
+// Sample finds, in an exposition, the sample of name whose labels include every one of
+// labels (`k="v"`); ok is false when there is none.
+func Sample(text, name string, labels ...string) (v float64, ok bool) {
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		all := true
+		for _, l := range labels {
+			all = all && strings.Contains(line, l)
+		}
+		if all {
+			v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
