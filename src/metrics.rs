@@ -55,11 +55,10 @@ impl Histogram {
         self.0.len() + 2
     }
 
-    /// Count one duration in the counters from `base` on.
-    pub fn observe(&self, cells: &Sharded, base: usize, took: Duration) {
+    /// Count one duration in the counters from `base` on of a shard ([`Sharded::shard`]).
+    pub fn observe(&self, shard: &[AtomicU64], base: usize, took: Duration) {
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let bucket = self.0.iter().position(|&b| ns <= b).unwrap_or(self.0.len());
-        let shard = cells.shard();
         shard[base + bucket].fetch_add(1, Ordering::Relaxed);
         shard[base + self.0.len() + 1].fetch_add(ns, Ordering::Relaxed);
     }
@@ -173,7 +172,7 @@ impl Sharded {
     }
 
     /// The calling thread's shard, for several adds at once.
-    fn shard(&self) -> &[AtomicU64] {
+    pub fn shard(&self) -> &[AtomicU64] {
         &self.shards[shard_index()]
     }
 
@@ -223,8 +222,9 @@ impl Metrics {
     pub(crate) fn dispatch(&self, mw: usize, hook: usize, outcome: Outcome, took: Duration) {
         let base = mw * PER_MIDDLEWARE;
         let outcome = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(2);
-        self.cells.add(base + hook * 3 + outcome, 1);
-        DISPATCH_DURATION.observe(&self.cells, base + HIST, took);
+        let shard = self.cells.shard();
+        shard[base + hook * 3 + outcome].fetch_add(1, Ordering::Relaxed);
+        DISPATCH_DURATION.observe(shard, base + HIST, took);
     }
 
     /// Count one event for handler slot `handler` (`handlers.len()`: unregistered).
@@ -322,9 +322,9 @@ mod tests {
         const H: Histogram = Histogram(&[50_000, 1_000_000_000]);
         let cells = Sharded::new(1 + H.cells());
         for ns in [0, 50_000, 50_001, 1_000_000_000, 1_000_000_001] {
-            H.observe(&cells, 1, Duration::from_nanos(ns));
+            H.observe(cells.shard(), 1, Duration::from_nanos(ns));
         }
-        H.observe(&cells, 1, Duration::from_secs(5));
+        H.observe(cells.shard(), 1, Duration::from_secs(5));
         assert_eq!(cells.get(0), 0, "nothing before base");
         let mut out = String::new();
         H.render(&mut out, "t_seconds", r#"a="b""#, &cells, 1);

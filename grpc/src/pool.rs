@@ -128,26 +128,41 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// `n` jobs sent back to back (each must be taken), each returning its index once released.
+    fn gated(pool: &BlockingPool, n: usize) -> (std::sync::mpsc::Sender<()>, Vec<oneshot::Receiver<usize>>) {
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let pending = (0..n)
+            .map(|i| {
+                let gate = gate.clone();
+                let job = move || {
+                    let _ = gate.lock().recv_timeout(Duration::from_secs(10));
+                    i
+                };
+                pool.try_run(job).expect("threads + queue fit, back to back")
+            })
+            .collect();
+        (release, pending)
+    }
+
+    async fn until(what: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if what() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[tokio::test]
     async fn runs_jobs_and_refuses_past_the_queue() {
         let pool = BlockingPool::new(2, 3).unwrap();
         assert_eq!(pool.try_run(|| 40 + 2).unwrap().await.unwrap(), 42);
-        let (release, gate) = std::sync::mpsc::channel::<()>();
-        let gate = Arc::new(Mutex::new(gate));
-        let mut pending = Vec::new();
         // 2 running + 3 queued fit; the 6th is refused at once.
-        for i in 0..5 {
-            let gate = gate.clone();
-            let r = pool.try_run(move || {
-                let _ = gate.lock().recv_timeout(Duration::from_secs(10));
-                i
-            });
-            pending.push(r.expect("fits"));
-            // Let the workers pick up the first two before queueing the rest.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (release, pending) = gated(&pool, 5);
         assert_eq!(pool.try_run(|| 0).err(), Some(Full));
         let s = pool.stats();
+        until(|| s.busy() == 2).await;
         assert_eq!((s.busy(), s.queued(), s.refused()), (2, 3, 1));
         for _ in 0..5 {
             release.send(()).unwrap();
@@ -162,12 +177,7 @@ mod tests {
         assert!(panicked.await.is_err(), "a panic drops the result");
         assert_eq!(pool.try_run(|| 7).unwrap().await.unwrap(), 7, "the thread survives a panic");
         // The busy count drops after the job's result is sent.
-        for _ in 0..100 {
-            if s.busy() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until(|| s.busy() == 0).await;
         assert_eq!((s.busy(), s.queued(), s.refused()), (0, 0, 1));
     }
 
@@ -175,17 +185,7 @@ mod tests {
     async fn takes_threads_plus_queue_jobs_sent_before_any_thread_wakes() {
         for _ in 0..20 {
             let pool = BlockingPool::new(2, 2).unwrap();
-            let (release, gate) = std::sync::mpsc::channel::<()>();
-            let gate = Arc::new(Mutex::new(gate));
-            let mut pending = Vec::new();
-            for i in 0..4 {
-                let gate = gate.clone();
-                let r = pool.try_run(move || {
-                    let _ = gate.lock().recv_timeout(Duration::from_secs(10));
-                    i
-                });
-                pending.push(r.expect("threads + queue fit, back to back"));
-            }
+            let (release, pending) = gated(&pool, 4);
             assert_eq!(pool.try_run(|| 0).err(), Some(Full));
             for _ in 0..4 {
                 release.send(()).unwrap();
